@@ -1,0 +1,21 @@
+"""The registry of media kinds. Each module here exposes ``KIND``, an object implementing
+``shared.protocol.MediaKind``. Modules are imported on first use, so the API process does not pay for
+OpenCV or PyAV until it needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from shared.errors import InvalidRequest
+from shared.protocol import MediaKind
+
+KIND_NAMES: tuple[str, ...] = ("image", "audio", "video")
+
+
+def get_kind(name: str) -> MediaKind:
+    if name not in KIND_NAMES:
+        raise InvalidRequest(f"unknown media_type {name!r}; expected one of {', '.join(KIND_NAMES)}")
+    module = importlib.import_module(f"shared.kinds.{name}")
+    kind: MediaKind = module.KIND
+    return kind

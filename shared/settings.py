@@ -1,0 +1,243 @@
+"""Settings: one explicit object, with one frozen section per stage.
+
+Config flows one way: the defaults below, then the environment (``Settings.from_env``, the only code that
+reads it), then explicit overrides in code or tests (``dataclasses.replace``). Bad values fail fast with
+``InvalidSettings`` at start-up, never at the first request.
+
+Environment names are ``MEDIAMATCH_<SECTION>_<FIELD>`` in upper case, for example
+``MEDIAMATCH_IMAGE_MATCH_THRESHOLD=0.7`` or ``MEDIAMATCH_FETCH_ALLOW_NETWORKS=127.0.0.1/32,::1/128``.
+Two conventional names are honoured as well: ``REDIS_URL`` (broker, rate limits) and ``DATABASE_URL``
+(job and catalog store). With neither set, everything runs embedded from ``MEDIAMATCH_DATA_DIR``.
+
+This module imports nothing from Flask or Celery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.errors import MediaMatchError
+
+
+class InvalidSettings(MediaMatchError):
+    code = "invalid_settings"
+
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 20.0
+    #: Wall-clock budget for one download, redirects included.
+    total_timeout_s: float = 300.0
+    max_redirects: int = 3
+    #: CIDR blocks reachable even though they are private or loopback. Off by default; tests and
+    #: on-premise deployments set it, e.g. ``127.0.0.1/32``.
+    allow_networks: tuple[str, ...] = ()
+    max_image_bytes: int = 50 * MB
+    max_audio_bytes: int = 500 * MB
+    max_video_bytes: int = 4096 * MB
+    user_agent: str = "mediamatch/0.1 (+https://github.com/mediamatch)"
+
+    def max_bytes_for(self, kind: str) -> int:
+        return {"image": self.max_image_bytes, "audio": self.max_audio_bytes}.get(kind, self.max_video_bytes)
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    #: ``match`` is ``similarity_score >= match_threshold`` unless a request overrides it.
+    match_threshold: float = 0.80
+    #: Decompression-bomb guard: images with more pixels are refused before decoding.
+    max_pixels: int = 100_000_000
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    match_threshold: float = 0.50
+    max_duration_s: float = 4 * 3600.0
+    #: Segments shorter than this are dropped unless a request asks otherwise.
+    min_segment_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    match_threshold: float = 0.50
+    max_duration_s: float = 4 * 3600.0
+    max_pixels_per_frame: int = 8192 * 4320
+    min_segment_s: float = 2.0
+    sample_fps: float = 2.0
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    #: Empty means embedded: an on-disk broker under the data dir.
+    broker_url: str = ""
+    #: Queue per media kind; point two kinds at one queue, or at cpu/gpu queues, to route differently.
+    image_queue: str = "image"
+    audio_queue: str = "audio"
+    video_queue: str = "video"
+    control_queue: str = "control"
+    image_soft_time_limit_s: int = 60
+    audio_soft_time_limit_s: int = 900
+    video_soft_time_limit_s: int = 1800
+    #: The hard limit is the soft limit plus this grace.
+    hard_time_limit_grace_s: int = 30
+    #: How long a synchronous request waits before answering 202.
+    sync_wait_s: float = 25.0
+    #: A running job writes a heartbeat this often; one silent for ``stale_after_s`` is requeued.
+    heartbeat_s: float = 5.0
+    stale_after_s: float = 120.0
+    #: How often the maintenance loop (requeue stale jobs, due webhooks, retention) runs in each worker.
+    maintenance_interval_s: float = 5.0
+    #: Retries for transient fetch errors, with exponential backoff from this base.
+    fetch_retries: int = 3
+    fetch_retry_backoff_s: float = 2.0
+
+    def queue_for(self, kind: str) -> str:
+        return str(getattr(self, f"{kind}_queue", self.control_queue))
+
+    def soft_limit_s(self, kind: str) -> int:
+        return int(getattr(self, f"{kind}_soft_time_limit_s", 300))
+
+    def visibility_timeout_s(self) -> int:
+        """Longer than the longest task, so Redis never redelivers a task that is still running."""
+        longest = max(self.image_soft_time_limit_s, self.audio_soft_time_limit_s, self.video_soft_time_limit_s)
+        return 2 * (longest + self.hard_time_limit_grace_s)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    timeout_s: float = 10.0
+    #: Delay before retry n is ``base * factor**n`` (capped, with full jitter); the defaults span > 1 day.
+    retry_base_s: float = 5.0
+    retry_factor: float = 3.0
+    retry_max_delay_s: float = 6 * 3600.0
+    max_attempts: int = 16
+    #: Replay window a receiver should accept; used by ``verify``.
+    tolerance_s: int = 300
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    #: SQLAlchemy URL. Empty means a SQLite file under the data dir.
+    database_url: str = ""
+    retention_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    require_api_key: bool = True
+    #: Flask-Limiter syntax, applied per API key.
+    rate_limit: str = "600/minute"
+    max_upload_bytes: int = 512 * MB
+    max_batch_items: int = 100_000
+    page_size_max: int = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("var")
+    redis_url: str = ""
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    image: ImageSettings = field(default_factory=ImageSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    video: VideoSettings = field(default_factory=VideoSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+
+    # -- derived values -------------------------------------------------------------------------------
+    @property
+    def embedded(self) -> bool:
+        return not (self.queue.broker_url or self.redis_url)
+
+    def broker_url(self) -> str:
+        if self.queue.broker_url:
+            return self.queue.broker_url
+        return self.redis_url or "filesystem://"
+
+    def database_url(self) -> str:
+        if self.store.database_url:
+            return self.store.database_url
+        return f"sqlite:///{(self.data_dir / 'mediamatch.sqlite3').resolve()}"
+
+    def rate_limit_storage_uri(self) -> str:
+        return self.redis_url or "memory://"
+
+    def threshold_for(self, kind: str) -> float:
+        return float(getattr(self, kind).match_threshold)
+
+    # -- construction ---------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        top: dict[str, Any] = {}
+        if "MEDIAMATCH_DATA_DIR" in env:
+            top["data_dir"] = Path(env["MEDIAMATCH_DATA_DIR"])
+        if env.get("REDIS_URL"):
+            top["redis_url"] = env["REDIS_URL"]
+        for f in dataclasses.fields(cls):
+            section_cls = _section_type(f)
+            if section_cls is None:
+                continue
+            values = {}
+            hints = typing.get_type_hints(section_cls)
+            for sf in dataclasses.fields(section_cls):
+                name = f"MEDIAMATCH_{f.name}_{sf.name}".upper()
+                if name in env:
+                    values[sf.name] = _parse(name, env[name], hints[sf.name])
+            if f.name == "store" and env.get("DATABASE_URL") and "database_url" not in values:
+                values["database_url"] = env["DATABASE_URL"]
+            top[f.name] = section_cls(**values)
+        settings = cls(**top)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for kind in ("image", "audio", "video"):
+            t = self.threshold_for(kind)
+            if not 0.0 <= t <= 1.0:
+                raise InvalidSettings(f"{kind}.match_threshold must be in [0, 1], got {t}")
+        for net in self.fetch.allow_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise InvalidSettings(f"fetch.allow_networks: {net!r} is not a CIDR block") from exc
+        if self.fetch.max_redirects < 0 or self.fetch.max_redirects > 10:
+            raise InvalidSettings("fetch.max_redirects must be between 0 and 10")
+        if self.queue.sync_wait_s < 0:
+            raise InvalidSettings("queue.sync_wait_s must be >= 0")
+
+
+def _section_type(f: dataclasses.Field[Any]) -> type | None:
+    hints = typing.get_type_hints(Settings)
+    t = hints[f.name]
+    return t if dataclasses.is_dataclass(t) and isinstance(t, type) else None
+
+
+def _parse(name: str, raw: str, t: Any) -> Any:
+    try:
+        if t is bool:
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if t in (int, float, str):
+            return t(raw)
+        if typing.get_origin(t) is tuple:
+            return tuple(x.strip() for x in raw.split(",") if x.strip())
+    except ValueError as exc:
+        raise InvalidSettings(f"{name}={raw!r} is not a valid {getattr(t, '__name__', t)}") from exc
+    raise InvalidSettings(f"{name}: unsupported setting type {t}")
+
