@@ -138,7 +138,9 @@ def error_from_code(code: str, message: str) -> MediaMatchError:
             err = cls.__new__(cls)
             MediaMatchError.__init__(err, message)
             return err
-    return MediaMatchError(message)
+    err = MediaMatchError(message)
+    err.code = code  # a code recorded outside the tree, e.g. worker_lost
+    return err
 
 
 def _all_subclasses(cls: type[MediaMatchError]) -> list[type[MediaMatchError]]:

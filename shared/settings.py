@@ -47,6 +47,9 @@ class FetchSettings:
     max_audio_bytes: int = 500 * MB
     max_video_bytes: int = 4096 * MB
     user_agent: str = "mediamatch/0.1 (+https://github.com/mediamatch)"
+    #: PEM bundle of CAs trusted for https downloads. Empty means the system trust store; set it for
+    #: on-premise servers with a private CA (and in tests).
+    ca_certs: str = ""
 
     def max_bytes_for(self, kind: str) -> int:
         return {"image": self.max_image_bytes, "audio": self.max_audio_bytes}.get(kind, self.max_video_bytes)
@@ -58,6 +61,13 @@ class ImageSettings:
     match_threshold: float = 0.80
     #: Decompression-bomb guard: images with more pixels are refused before decoding.
     max_pixels: int = 100_000_000
+    #: Low-information guard (see ``shared/kinds/image/hashing.py``): a side with a PDQ-style gradient
+    #: quality below this, or fewer significant DCT coefficients than ``min_detail_coefficients``, cannot
+    #: match (its score is capped below the threshold) and gets confidence "low".
+    min_quality: int = 3
+    min_detail_coefficients: int = 32
+    #: Images with a side shorter than this get confidence "low" and a ``tiny_*`` warning.
+    tiny_side_px: int = 32
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,10 @@ class VideoSettings:
     max_pixels_per_frame: int = 8192 * 4320
     min_segment_s: float = 2.0
     sample_fps: float = 2.0
+    #: Two frame hashes (256 bits) at most this far apart count as the same picture.
+    max_distance_bits: int = 64
+    #: Aligned samples further apart than this (black or blank frames not counted) split a segment.
+    max_gap_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,8 @@ class QueueSettings:
     #: A running job writes a heartbeat this often; one silent for ``stale_after_s`` is requeued.
     heartbeat_s: float = 5.0
     stale_after_s: float = 120.0
+    #: A job whose worker died this many times is failed with ``worker_lost`` instead of requeued.
+    max_attempts: int = 3
     #: How often the maintenance loop (requeue stale jobs, due webhooks, retention) runs in each worker.
     maintenance_interval_s: float = 5.0
     #: Retries for transient fetch errors, with exponential backoff from this base.
@@ -121,9 +137,11 @@ class WebhookSettings:
     retry_base_s: float = 5.0
     retry_factor: float = 3.0
     retry_max_delay_s: float = 6 * 3600.0
-    max_attempts: int = 16
+    max_attempts: int = 18
     #: Replay window a receiver should accept; used by ``verify``.
     tolerance_s: int = 300
+    #: Signing secret for jobs made without an API key (only when ``api.require_api_key`` is off).
+    secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,6 +158,7 @@ class ApiSettings:
     rate_limit: str = "600/minute"
     max_upload_bytes: int = 512 * MB
     max_batch_items: int = 100_000
+    max_manifest_bytes: int = 64 * MB
     page_size_max: int = 1000
 
 
@@ -202,6 +221,21 @@ class Settings:
         settings = cls(**top)
         settings.validate()
         return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that ``from_env`` turns back into these settings (for child processes)."""
+        env = {"MEDIAMATCH_DATA_DIR": str(self.data_dir)}
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if not dataclasses.is_dataclass(section):
+                continue
+            for sf in dataclasses.fields(section):
+                value = getattr(section, sf.name)
+                text = ",".join(value) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
+                env[f"MEDIAMATCH_{f.name}_{sf.name}".upper()] = text
+        return env
 
     def validate(self) -> None:
         for kind in ("image", "audio", "video"):

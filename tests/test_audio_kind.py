@@ -1,0 +1,392 @@
+"""The audio kind: decoding, landmark fingerprints, compare and segments, on generated media.
+
+Signals are synthetic and seeded: melodies (random notes with harmonics, envelopes and chords), chirps,
+noise bursts, and the degenerate inputs that must never match (silence, a pure tone, white noise, clicks).
+Files are written with soundfile (WAV/FLAC/OGG) and PyAV (MP3, AAC in M4A, a video-only MP4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream
+from shared.kinds import get_kind
+from shared.kinds.audio import KIND, AudioFingerprint, fingerprint_samples
+from shared.protocol import LocalMedia, Match
+from shared.settings import AudioSettings, Settings
+from shared.sniff import sniff
+
+SR = 22050
+SETTINGS = Settings()
+
+
+# -- generated signals ---------------------------------------------------------------------------------
+def melody(seed: int, duration_s: float, sr: int = SR) -> np.ndarray:
+    """Random notes (1-3 at once) with 5 harmonics, a 10 ms attack and an exponential decay."""
+    rng = np.random.default_rng(seed)
+    n = int(duration_s * sr)
+    out = np.zeros(n + sr, np.float64)
+    t0 = 0.0
+    while t0 < duration_s:
+        note_s = float(rng.choice([0.125, 0.25, 0.375, 0.5]))
+        for midi in rng.integers(45, 90, size=int(rng.integers(1, 4))):
+            f = 440.0 * 2 ** ((midi - 69) / 12)
+            t = np.arange(int((note_s + 0.15) * sr)) / sr
+            env = np.minimum(t / 0.01, 1.0) * np.exp(-t * rng.uniform(3, 9))
+            harmonics = [0.6**k * np.sin(2 * np.pi * (k + 1) * f * t + rng.uniform(0, 6.28)) for k in range(5)]
+            start = int(t0 * sr)
+            out[start : start + t.size] += env * np.sum(harmonics, axis=0)
+        t0 += note_s
+    return (0.5 * out[:n] / np.abs(out[:n]).max()).astype(np.float32)
+
+
+def chirp(duration_s: float, f0_hz: float = 200.0, f1_hz: float = 3000.0, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(duration_s * sr)) / sr
+    return (0.4 * np.sin(2 * np.pi * (f0_hz * t + 0.5 * (f1_hz - f0_hz) / duration_s * t * t))).astype(np.float32)
+
+
+def noise(seed: int, duration_s: float, sr: int = SR) -> np.ndarray:
+    return (0.3 * np.random.default_rng(seed).standard_normal(int(duration_s * sr))).astype(np.float32)
+
+
+def scene(seed: int, duration_s: float, sr: int = SR) -> np.ndarray:
+    """A melody with a chirp and a few noise bursts mixed in: "unrelated audio" around an excerpt."""
+    rng = np.random.default_rng(seed + 1000)
+    x = melody(seed, duration_s, sr)
+    x[: 3 * sr] += 0.5 * chirp(3.0, 300.0, 2500.0, sr)[: x.size]
+    for start in rng.uniform(0, duration_s - 1, size=4):
+        s = int(start * sr)
+        x[s : s + sr // 4] += 0.2 * noise(int(start * 10), 0.25, sr)[: x[s : s + sr // 4].size]
+    return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+def tone(duration_s: float, f_hz: float = 440.0, sr: int = SR) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * f_hz * np.arange(int(duration_s * sr)) / sr)).astype(np.float32)
+
+
+def clicks(duration_s: float, period_s: float = 0.5, sr: int = SR) -> np.ndarray:
+    x = np.zeros(int(duration_s * sr), np.float32)
+    x[:: int(period_s * sr)] = 0.9
+    return x
+
+
+# -- files -----------------------------------------------------------------------------------------------
+def media(path: Path) -> LocalMedia:
+    data = path.read_bytes()
+    return LocalMedia(path, len(data), hashlib.sha256(data).hexdigest(), sniff(data[:64]) or "")
+
+
+def write_sf(path: Path, x: np.ndarray, sr: int = SR) -> LocalMedia:
+    sf.write(path, x, sr)
+    return media(path)
+
+
+def write_av(path: Path, x: np.ndarray, codec: str, rate_hz: int, bit_rate: int, sr: int = SR) -> LocalMedia:
+    """Encode mono ``x`` with PyAV, resampling to ``rate_hz`` (the container follows the file name)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate_hz, layout="mono")
+        stream.bit_rate = bit_rate
+        frame = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
+        frame.sample_rate = sr
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate_hz)
+        for resampled in [*resampler.resample(frame), *resampler.resample(None)]:
+            out.mux(stream.encode(resampled))
+        out.mux(stream.encode(None))
+    return media(path)
+
+
+def fp_file(m: LocalMedia) -> AudioFingerprint:
+    fingerprint = KIND.fingerprint(m, SETTINGS)
+    assert isinstance(fingerprint, AudioFingerprint)
+    return fingerprint
+
+
+def matches(m: Match) -> bool:
+    return m.similarity_score >= SETTINGS.audio.match_threshold
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("audio")
+
+
+@pytest.fixture(scope="module")
+def source(files: Path) -> tuple[np.ndarray, AudioFingerprint]:
+    x = melody(7, 30.0)
+    return x, fp_file(write_sf(files / "source.wav", x))
+
+
+# -- the kind and its registry ---------------------------------------------------------------------------
+def test_registry_and_accepts() -> None:
+    assert get_kind("audio") is KIND
+    assert KIND.name == "audio"
+    assert KIND.accepts("audio/mpeg") and KIND.accepts("audio/flac") and KIND.accepts("video/mp4")
+    assert not KIND.accepts("image/png") and not KIND.accepts("text/plain")
+
+
+# -- matching ---------------------------------------------------------------------------------------------
+def test_self_match(source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    _, fp = source
+    m = KIND.compare(fp, fp, SETTINGS)
+    assert m.similarity_score > 0.99 and m.confidence == "high" and not m.warnings
+    (seg,) = m.segments
+    assert seg.source_start_s == seg.target_start_s < 0.5
+    assert seg.source_end_s > fp.duration_s - 1.0
+    assert m.details["offsets_s"] == [0.0] and m.details["time_scale"] == 1.0
+    assert m.details["aligned_hashes"] >= 0.9 * fp.n_hashes
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "rate_hz", "bit_rate"),
+    [
+        ("low.mp3", "libmp3lame", 8000, 16000),
+        ("low.m4a", "aac", 8000, 12000),
+        ("low.opus.ogg", "libopus", 8000, 8000),
+    ],
+)
+def test_lossy_reencode_at_8khz_matches(
+    files: Path, source: tuple[np.ndarray, AudioFingerprint], name: str, codec: str, rate_hz: int, bit_rate: int
+) -> None:
+    if codec not in av.codecs_available:
+        pytest.skip(f"no {codec} encoder in this FFmpeg build")
+    x, fp = source
+    copy = fp_file(write_av(files / name, x, codec, rate_hz, bit_rate))
+    m = KIND.compare(fp, copy, SETTINGS)
+    assert matches(m), m.details
+    (seg,) = m.segments
+    assert abs(seg.target_start_s - seg.source_start_s) < 0.2  # codec delay only
+    assert seg.duration_s > 25.0
+
+
+@pytest.mark.parametrize("suffix", ["flac", "ogg"])
+def test_soundfile_formats_quiet_and_noisy_copies_match(
+    files: Path, source: tuple[np.ndarray, AudioFingerprint], suffix: str
+) -> None:
+    x, fp = source
+    quiet_noisy = 0.25 * x + 0.02 * noise(5, x.size / SR)  # -12 dB, with noise about 15 dB below the music
+    m = KIND.compare(fp, fp_file(write_sf(files / f"noisy.{suffix}", quiet_noisy)), SETTINGS)
+    assert matches(m), m.details
+
+
+def test_excerpt_is_located(files: Path, source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    x, full = source
+    excerpt = x[5 * SR : 15 * SR]
+    target = scene(99, 40.0)
+    target[int(17.3 * SR) : int(17.3 * SR) + excerpt.size] = excerpt
+    target_fp = fp_file(write_av(files / "excerpt_in_scene.mp3", target, "libmp3lame", 22050, 64000))
+    m = KIND.compare(fp_file(write_sf(files / "excerpt.wav", excerpt)), target_fp, SETTINGS)
+    assert matches(m) and m.confidence == "high", m.details
+    (seg,) = m.segments
+    assert seg.source_start_s == pytest.approx(0.0, abs=0.5)
+    assert seg.target_start_s == pytest.approx(17.3, abs=0.5)
+    assert seg.target_end_s == pytest.approx(27.3, abs=0.5)
+    # From the full source, the segment starts 5 s into it.
+    (seg,) = KIND.compare(full, target_fp, SETTINGS).segments
+    assert seg.source_start_s == pytest.approx(5.0, abs=0.5)
+    assert seg.target_start_s == pytest.approx(17.3, abs=0.5)
+
+
+def test_excerpt_used_twice_gives_two_segments(files: Path, source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    x, _ = source
+    excerpt = x[5 * SR : 15 * SR]
+    target = scene(98, 40.0)
+    for start_s in (2.0, 24.5):
+        target[int(start_s * SR) : int(start_s * SR) + excerpt.size] = excerpt
+    m = KIND.compare(fp_file(write_sf(files / "ex2.wav", excerpt)), fp_file(write_sf(files / "twice.wav", target)), SETTINGS)
+    assert matches(m)
+    assert [s.target_start_s for s in m.segments] == [pytest.approx(2.0, abs=0.5), pytest.approx(24.5, abs=0.5)]
+    assert all(s.source_start_s < 0.5 and s.score > 0.5 for s in m.segments)
+    assert len(m.details["offsets_s"]) == 2
+
+
+def test_reordered_halves_give_two_segments(source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    x, fp = source
+    swapped = fingerprint_samples(_to_8k(np.concatenate([x[15 * SR :], x[: 15 * SR]])))
+    m = KIND.compare(fp, swapped, SETTINGS)
+    assert matches(m)
+    pairs = sorted((round(s.source_start_s), round(s.target_start_s)) for s in m.segments)
+    assert pairs == [(0, 15), (15, 0)]
+
+
+def test_unrelated_audio_does_not_match() -> None:
+    fps = [fingerprint_samples(_to_8k(scene(s, 30.0) if s % 2 else melody(s, 30.0))) for s in range(8)]
+    for i, a in enumerate(fps):
+        for b in fps[i + 1 :]:
+            m = KIND.compare(a, b, SETTINGS)
+            assert m.similarity_score < 0.3 and not m.segments, m.details
+
+
+DEGENERATE = {
+    "silence": lambda: np.zeros(20 * SR, np.float32),
+    "tone": lambda: tone(20.0),
+    "tone_chord": lambda: tone(20.0, 440.0) + tone(20.0, 660.0),
+    "white_noise": lambda: noise(3, 20.0),
+    "clicks": lambda: clicks(20.0),
+    "fast_clicks": lambda: clicks(20.0, period_s=0.037),
+}
+
+
+@pytest.fixture(scope="module")
+def degenerate(files: Path) -> dict[str, AudioFingerprint]:
+    return {name: fp_file(write_sf(files / f"{name}.wav", make())) for name, make in DEGENERATE.items()}
+
+
+def test_degenerate_inputs_never_match(
+    degenerate: dict[str, AudioFingerprint], source: tuple[np.ndarray, AudioFingerprint]
+) -> None:
+    others = {**degenerate, "melody": source[1], "noise_other_seed": fingerprint_samples(_to_8k(noise(4, 20.0)))}
+    for name, a in degenerate.items():
+        for other, b in others.items():
+            for m in (KIND.compare(a, b, SETTINGS), KIND.compare(b, a, SETTINGS)):
+                assert m.similarity_score < 0.1 and not m.segments, (name, other, m.details)
+
+
+def test_short_input_has_low_confidence_and_a_warning(files: Path, source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    x, fp = source
+    short = fp_file(write_sf(files / "short.wav", x[3 * SR : 4 * SR]))
+    assert short.duration_s == pytest.approx(1.0, abs=0.01)
+    for m in (KIND.compare(short, fp, SETTINGS), KIND.compare(short, short, SETTINGS)):
+        assert m.confidence == "low"
+        assert any("shorter than" in w for w in m.warnings)
+
+
+def test_score_is_monotone_in_excerpt_length(source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    x, fp = source
+    scores = [KIND.compare(fingerprint_samples(_to_8k(x[: int(s * SR)])), fp, SETTINGS).similarity_score for s in (1, 3, 6, 12)]
+    assert scores == sorted(scores)
+
+
+def _to_8k(x: np.ndarray) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    return resample_poly(x, 160, 441).astype(np.float32)
+
+
+# -- decoding, limits and errors ----------------------------------------------------------------------------
+def write_video(path: Path, with_audio: bool) -> LocalMedia:
+    """A 2 s 64x64 MPEG-4 clip, optionally with an AAC melody track."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=10)
+        video.width = video.height = 64
+        video.pix_fmt = "yuv420p"
+        audio = out.add_stream("aac", rate=22050, layout="mono") if with_audio else None
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 10, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if audio is not None:
+            x = melody(3, 2.0)
+            for start in range(0, x.size, 1024):
+                frame = av.AudioFrame.from_ndarray(x[None, start : start + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = SR, start
+                out.mux(audio.encode(frame))
+            out.mux(audio.encode(None))
+    return media(path)
+
+
+def test_video_without_audio_has_no_stream(files: Path) -> None:
+    m = write_video(files / "silent_video.mp4", with_audio=False)
+    assert m.mime == "video/mp4" and KIND.accepts(m.mime)
+    with pytest.raises(NoStream):
+        KIND.fingerprint(m, SETTINGS)
+    with pytest.raises(NoStream):
+        KIND.probe_duration_s(m, SETTINGS)
+
+
+def test_video_with_audio_is_fingerprinted(files: Path) -> None:
+    fp = fp_file(write_video(files / "video_with_audio.mp4", with_audio=True))
+    assert fp.duration_s == pytest.approx(2.0, abs=0.1) and fp.n_hashes > 20
+
+
+@pytest.mark.parametrize("keep_bytes", [100, 2000])
+def test_truncated_file_fails_to_decode(files: Path, source: tuple[np.ndarray, AudioFingerprint], keep_bytes: int) -> None:
+    whole = write_av(files / "whole.m4a", source[0][: 5 * SR], "aac", 22050, 32000)
+    cut = files / f"cut{keep_bytes}.m4a"
+    cut.write_bytes(whole.path.read_bytes()[:keep_bytes])  # the moov atom is at the end: it is lost
+    with pytest.raises(DecodeFailed):
+        KIND.fingerprint(media(cut), SETTINGS)
+
+
+def test_garbage_and_empty_files(files: Path) -> None:
+    garbage = files / "garbage.mp3"
+    garbage.write_bytes(b"ID3" + bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)))
+    with pytest.raises(DecodeFailed):
+        KIND.fingerprint(media(garbage), SETTINGS)
+    empty = files / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(EmptyMedia):
+        KIND.fingerprint(LocalMedia(empty, 0, hashlib.sha256(b"").hexdigest(), "audio/wav"), SETTINGS)
+
+
+def test_playlists_are_refused(files: Path, source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    write_sf(files / "part.wav", source[0][: 2 * SR])
+    concat = files / "list.ffconcat"
+    concat.write_text("ffconcat version 1.0\nfile part.wav\n")
+    hls = files / "list.m3u8"
+    hls.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\npart.wav\n#EXT-X-ENDLIST\n")
+    for path in (concat, hls):
+        for mime in ("", "audio/wav"):  # probed, or forced to the demuxer of the sniffed type
+            m = LocalMedia(path, path.stat().st_size, "0" * 64, mime)
+            with pytest.raises(DecodeFailed):
+                KIND.fingerprint(m, SETTINGS)
+
+
+def test_duration_limit_and_probe(files: Path, source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    m = media(files / "source.wav")
+    assert KIND.probe_duration_s(m, SETTINGS) == pytest.approx(30.0, abs=0.01)
+    tight = Settings(audio=AudioSettings(max_duration_s=10.0))
+    with pytest.raises(MediaLimitExceeded):
+        KIND.fingerprint(m, tight)
+    # Without a duration in the header (raw ADTS AAC), the limit is enforced while decoding.
+    adts = write_av(files / "raw.aac", source[0], "aac", 22050, 32000)
+    assert adts.mime == "audio/aac"
+    with pytest.raises(MediaLimitExceeded):
+        KIND.fingerprint(adts, tight)
+
+
+def test_progress_is_reported(files: Path) -> None:
+    fractions: list[float] = []
+    KIND.fingerprint(media(files / "source.wav"), SETTINGS, fractions.append)
+    assert len(fractions) >= 3 and fractions == sorted(fractions)
+    assert 0.0 < fractions[0] and fractions[-1] == 1.0
+
+
+# -- the fingerprint value ---------------------------------------------------------------------------------
+def test_bytes_round_trip_and_size(source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    fp = source[1]
+    data = fp.to_bytes()
+    back = KIND.fingerprint_from_bytes(data)
+    assert back == fp and back.to_bytes() == data and back.duration_s == fp.duration_s
+    assert np.array_equal(back.hashes, fp.hashes) and np.array_equal(back.peak_bins, fp.peak_bins)
+    assert len(data) / (fp.duration_s / 60) < 50_000
+    for bad in (data[:-1], data[:10], b"MMFP" + data[4:8] + b"image\0\0\0" + data[20:]):
+        with pytest.raises(DecodeFailed):
+            AudioFingerprint.from_bytes(bad)
+
+
+def test_golden_fingerprint(files: Path) -> None:
+    """Pinned: any change of decoder, resampler or landmark code that moves a hash shows up here."""
+    rate = 8000
+    t = np.arange(6 * rate) / rate
+    notes = [(0.0, 440.0), (0.5, 554.4), (1.0, 659.3), (1.5, 880.0), (2.5, 392.0), (3.0, 1318.5), (4.0, 293.7)]
+    x = np.zeros_like(t)
+    for start_s, f in notes:
+        u = np.clip(t - start_s, 0.0, None)
+        x += (t >= start_s) * np.exp(-4.0 * u) * (np.sin(2 * np.pi * f * u) + 0.4 * np.sin(4 * np.pi * f * u))
+    path = files / "golden.wav"
+    sf.write(path, (0.3 * x / np.abs(x).max()), rate, subtype="PCM_16")
+    fp = fp_file(media(path))
+    assert (fp.n_hashes, fp.peak_frames.size) == GOLDEN_COUNTS
+    assert hashlib.sha256(fp.to_bytes()).hexdigest() == GOLDEN_SHA256
+
+
+GOLDEN_COUNTS = (31, 14)  # one peak per note onset and partial: frames 0, 16, 31, 47, 78, 94, 125
+GOLDEN_SHA256 = "9f4fd1586c42e4e173dc8c32b1818181b8fb6796ff5398f4bc15c547987871aa"

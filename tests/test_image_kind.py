@@ -1,0 +1,411 @@
+"""Tests for the image kind (shared/kinds/image): decoding traps, robustness, separation, bytes, golden."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, UnsupportedMedia
+from shared.kinds import get_kind
+from shared.kinds.image import KIND, ImageFingerprint
+from shared.kinds.image.hashing import DIHEDRALS, dct_block, trim_box
+from shared.kinds.image.scoring import score_from_bits
+from shared.protocol import LocalMedia
+from shared.settings import Settings
+from shared.sniff import SNIFF_BYTES, sniff
+
+SETTINGS = Settings()
+THRESHOLD = SETTINGS.image.match_threshold
+
+
+# -- generated media ------------------------------------------------------------------------------------
+def photo(seed: int, width: int = 320, height: int = 240) -> np.ndarray:
+    """A smooth 'photo': low-pass noise at three scales plus filled shapes, slightly blurred (RGB uint8)."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3), np.float32)
+    for scale, amp in ((64, 90), (16, 40), (4, 12)):
+        noise = rng.normal(size=(height // scale + 2, width // scale + 2, 3)).astype(np.float32)
+        img += amp * cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    img += 128
+    for _ in range(6):
+        color = tuple(float(c) for c in rng.uniform(0, 255, 3))
+        if rng.random() < 0.5:
+            centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            cv2.circle(img, centre, int(rng.integers(10, height // 3)), color, -1, lineType=cv2.LINE_AA)
+        else:
+            p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            p2 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            cv2.rectangle(img, p1, p2, color, -1)
+    img = cv2.GaussianBlur(img, (0, 0), 1.0)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def media(path: Path) -> LocalMedia:
+    data = path.read_bytes()
+    return LocalMedia(path, len(data), hashlib.sha256(data).hexdigest(), sniff(data[:SNIFF_BYTES]) or "")
+
+
+def save(img: Image.Image, path: Path, **params: object) -> LocalMedia:
+    img.save(path, **params)
+    return media(path)
+
+
+def fp(m: LocalMedia, settings: Settings = SETTINGS) -> ImageFingerprint:
+    result = KIND.fingerprint(m, settings)
+    assert isinstance(result, ImageFingerprint)
+    return result
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Image.Image, ImageFingerprint]:
+    img = Image.fromarray(photo(1))
+    return img, fp(save(img, tmp_path_factory.mktemp("base") / "base.png"))
+
+
+# -- protocol -------------------------------------------------------------------------------------------
+def test_registry_and_protocol_basics(tmp_path: Path) -> None:
+    assert get_kind("image") is KIND
+    assert KIND.name == "image"
+    assert KIND.accepts("image/jpeg") and KIND.accepts("image/heic") and not KIND.accepts("video/mp4")
+    m = save(Image.fromarray(photo(2)), tmp_path / "a.png")
+    assert KIND.probe_duration_s(m, SETTINGS) is None
+    assert fp(m).duration_s is None
+
+
+def test_self_match_and_bytes_round_trip(base: tuple[Image.Image, ImageFingerprint]) -> None:
+    _, f = base
+    data = f.to_bytes()
+    assert len(data) < 400
+    back = KIND.fingerprint_from_bytes(data)
+    assert back == f and back.to_bytes() == data
+    match = KIND.compare(f, back, SETTINGS)
+    assert match.similarity_score == 1.0
+    assert match.confidence == "high" and match.warnings == () and match.segments == ()
+    assert match.details["transform"] == "identity" and match.details["hamming_bits"] == 0
+
+
+def test_from_bytes_rejects_garbage(base: tuple[Image.Image, ImageFingerprint]) -> None:
+    data = base[1].to_bytes()
+    for bad in (b"", data[:20], data[:-1], b"XXXX" + data[4:], data + b"\0"):
+        with pytest.raises(DecodeFailed):
+            ImageFingerprint.from_bytes(bad)
+
+
+# -- robustness -----------------------------------------------------------------------------------------
+def _brighter(img: Image.Image) -> Image.Image:
+    return Image.fromarray(np.clip(np.asarray(img).astype(np.int16) + 20, 0, 255).astype(np.uint8))
+
+
+def _letterbox(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    out = Image.new("RGB", (w, h + 2 * h // 4), (0, 0, 0))
+    out.paste(img, (0, h // 4))
+    return out
+
+
+def _padded(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    out = Image.new("RGB", (w + 80, h), (255, 255, 255))
+    out.paste(img, (40, 0))
+    return out
+
+
+VARIANTS = {
+    "jpeg_q30": (lambda im: im, {"format": "JPEG", "quality": 30}, "identity"),
+    "half": (lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS), {}, "identity"),
+    "double": (lambda im: im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC), {}, "identity"),
+    "mirror": (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), {}, "mirror"),
+    "rotate_90": (lambda im: im.transpose(Image.Transpose.ROTATE_270), {}, "rotate_90"),  # PIL turns CCW
+    "rotate_180": (lambda im: im.transpose(Image.Transpose.ROTATE_180), {}, "rotate_180"),
+    "rotate_270": (lambda im: im.transpose(Image.Transpose.ROTATE_90), {}, "rotate_270"),
+    "brighter": (_brighter, {}, "identity"),
+    "letterbox": (_letterbox, {"format": "JPEG", "quality": 85}, "identity"),
+    "padded_white": (_padded, {}, "identity"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_mild_distortions_still_match(
+    name: str, base: tuple[Image.Image, ImageFingerprint], tmp_path: Path
+) -> None:
+    img, source = base
+    transform, params, expected = VARIANTS[name]
+    suffix = ".jpg" if params.get("format") == "JPEG" else ".png"
+    target = fp(save(transform(img), tmp_path / f"variant{suffix}", **params))
+    match = KIND.compare(source, target, SETTINGS)
+    assert match.similarity_score >= THRESHOLD, match.details
+    assert match.details["transform"] == expected
+    assert match.confidence == "high"
+    assert KIND.compare(target, source, SETTINGS).similarity_score == match.similarity_score
+
+
+def test_letterbox_trim_box_is_reported(base: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
+    img, _ = base
+    target = fp(save(_letterbox(img), tmp_path / "lb.png"))
+    left, top, right, bottom = target.trim
+    assert (left, right) == (0, img.width)
+    assert abs(top - img.height // 4) <= 2 and abs(bottom - (img.height // 4 + img.height)) <= 2
+
+
+def test_unrelated_images_do_not_match(tmp_path: Path) -> None:
+    fps = [fp(save(Image.fromarray(photo(100 + i)), tmp_path / f"u{i}.png")) for i in range(22)]
+    for a, b in itertools.combinations(fps, 2):
+        match = KIND.compare(a, b, SETTINGS)
+        assert match.similarity_score < THRESHOLD, match.details
+        assert match.details["hamming_bits"] >= 64
+        assert match.confidence == "high"
+
+
+# -- low-information inputs ------------------------------------------------------------------------------
+def _low_information_images() -> dict[str, np.ndarray]:
+    yy, xx = np.mgrid[:240, :320]
+    blank = np.full((240, 320), 200, np.uint8)
+    split_v = np.where(xx < 160, 255, 0).astype(np.uint8)
+    split_h = np.where(yy < 100, 255, 30).astype(np.uint8)
+    gradient = (xx * 255 / 320).astype(np.uint8)
+    noisy = np.clip(128 + np.random.default_rng(3).normal(0, 2, (240, 320)), 0, 255).astype(np.uint8)
+    return {"blank": blank, "split_v": split_v, "split_h": split_h, "gradient": gradient, "noisy": noisy}
+
+
+def test_blank_and_two_tone_images_never_match(tmp_path: Path) -> None:
+    fps = {
+        k: fp(save(Image.fromarray(v), tmp_path / f"{k}.png")) for k, v in _low_information_images().items()
+    }
+    for (ka, a), (kb, b) in itertools.product(fps.items(), repeat=2):
+        match = KIND.compare(a, b, SETTINGS)
+        assert match.similarity_score < THRESHOLD, (ka, kb)
+        assert match.confidence == "low"
+        assert "low_information_source" in match.warnings and "low_information_target" in match.warnings
+
+
+def test_low_information_target_against_photo(
+    base: tuple[Image.Image, ImageFingerprint], tmp_path: Path
+) -> None:
+    blank = fp(save(Image.new("RGB", (320, 240), (90, 90, 90)), tmp_path / "blank.jpg", quality=80))
+    match = KIND.compare(base[1], blank, SETTINGS)
+    assert match.similarity_score < THRESHOLD and match.confidence == "low"
+    assert match.warnings == ("low_information_target",)
+
+
+def test_low_contrast_photo_is_not_trimmed_or_flagged(tmp_path: Path) -> None:
+    """A hazy photo must not be eaten by the border trim nor taken for a blank."""
+    for seed in (1, 2, 3):
+        source = fp(save(Image.fromarray(photo(seed)), tmp_path / "p.png"))
+        hazy = Image.fromarray((photo(seed).astype(np.float32) / 8 + 100).astype(np.uint8))
+        target = fp(save(hazy, tmp_path / "hazy.jpg", quality=75))
+        assert target.trim == (0, 0, 320, 240)
+        match = KIND.compare(source, target, SETTINGS)
+        assert match.similarity_score >= THRESHOLD and match.warnings == (), match.details
+
+
+def test_tiny_image_gets_low_confidence(tmp_path: Path) -> None:
+    img = Image.fromarray(photo(4)).resize((24, 18), Image.Resampling.LANCZOS)
+    f = fp(save(img, tmp_path / "tiny.png"))
+    match = KIND.compare(f, f, SETTINGS)
+    assert match.confidence == "low" and "tiny_source" in match.warnings and "tiny_target" in match.warnings
+
+
+# -- decoding traps ---------------------------------------------------------------------------------------
+def test_exif_orientation_is_applied(base: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
+    img, source = base
+    # Orientation 6 means "rotate 90 degrees clockwise to display": store the pixels turned the other way.
+    stored = img.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    target = fp(save(stored, tmp_path / "exif.jpg", quality=90, exif=exif.tobytes()))
+    assert (target.width, target.height) == img.size
+    match = KIND.compare(source, target, SETTINGS)
+    assert match.similarity_score >= THRESHOLD and match.details["transform"] == "identity"
+
+
+def test_transparent_png_composited_on_grey(
+    base: tuple[Image.Image, ImageFingerprint], tmp_path: Path
+) -> None:
+    img, source = base
+    canvas = Image.new("RGBA", (img.width + 100, img.height + 60), (255, 0, 0, 0))
+    canvas.paste(img.convert("RGBA"), (50, 30))
+    target = fp(save(canvas, tmp_path / "alpha.png"))
+    assert KIND.compare(source, target, SETTINGS).similarity_score >= THRESHOLD
+    # Two different transparent images must not collapse to the same hash.
+    other = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+    other.paste(Image.fromarray(photo(9)).convert("RGBA"), (50, 30))
+    assert (
+        KIND.compare(target, fp(save(other, tmp_path / "other.png")), SETTINGS).similarity_score < THRESHOLD
+    )
+
+
+@pytest.mark.parametrize(
+    "mode, suffix, params",
+    [
+        ("CMYK", ".jpg", {"quality": 90}),
+        ("I;16", ".png", {}),
+        ("P", ".gif", {}),
+        ("L", ".bmp", {}),
+        ("RGB", ".bmp", {}),
+        ("RGB", ".tiff", {}),
+        ("RGB", ".webp", {"quality": 90}),
+        ("LA", ".png", {}),
+    ],
+)
+def test_modes_and_formats(
+    mode: str,
+    suffix: str,
+    params: dict[str, object],
+    base: tuple[Image.Image, ImageFingerprint],
+    tmp_path: Path,
+) -> None:
+    img, source = base
+    if mode == "I;16":
+        luma = np.asarray(img.convert("L")).astype(np.uint16) * 257
+        converted = Image.fromarray(luma)  # uint16 -> mode I;16
+    elif mode == "P":
+        converted = img.quantize(colors=256)
+    else:
+        converted = img.convert(mode)
+    m = save(converted, tmp_path / f"x{suffix}", **params)
+    if mode == "I;16":
+        with Image.open(m.path) as reopened:
+            assert reopened.mode.startswith("I")
+    match = KIND.compare(source, fp(m), SETTINGS)
+    assert match.similarity_score >= THRESHOLD, match.details
+    assert match.details["transform"] == "identity"
+
+
+def test_animated_gif_uses_first_frame(base: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
+    img, source = base
+    frames = [img.quantize(colors=256), Image.fromarray(photo(50)).quantize(colors=256)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with Image.open(path) as check:
+        assert check.n_frames == 2
+    assert KIND.compare(source, fp(media(path)), SETTINGS).similarity_score >= THRESHOLD
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_heif_and_avif(suffix: str, base: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
+    img, source = base
+    path = tmp_path / f"x{suffix}"
+    try:
+        if suffix == ".heic":
+            import pillow_heif
+
+            pillow_heif.from_pillow(img).save(path, quality=80)
+        else:
+            img.save(path, quality=80)
+    except (ImportError, KeyError, OSError, ValueError) as exc:  # no encoder in this build
+        pytest.skip(f"cannot encode {suffix}: {exc}")
+    m = media(path)
+    assert m.mime == ("image/heic" if suffix == ".heic" else "image/avif")
+    assert KIND.compare(source, fp(m), SETTINGS).similarity_score >= THRESHOLD
+
+
+def test_large_jpeg_reduced_decode_matches_full_png(tmp_path: Path) -> None:
+    """Large JPEGs are decoded at a reduced DCT scale; that must not move the hash off the PNG's."""
+    img = Image.fromarray(photo(12, 1280, 960))
+    jpeg = fp(save(img, tmp_path / "big.jpg", quality=90))
+    png = fp(save(img, tmp_path / "big.png"))
+    assert (jpeg.width, jpeg.height) == (1280, 960)
+    match = KIND.compare(png, jpeg, SETTINGS)
+    assert match.details["hamming_bits"] <= 8 and match.confidence == "high"
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    end = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b"\x89PNG\r\n\x1a\n" + chunk + end
+
+
+def test_decompression_bomb_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_claiming(100_000, 100_000))
+    with pytest.raises(MediaLimitExceeded):
+        fp(media(path))
+    path.write_bytes(_png_header_claiming(12_000, 9_000))  # over our limit, under Pillow's error size
+    with pytest.raises(MediaLimitExceeded):
+        fp(
+            media(path),
+            dataclasses.replace(SETTINGS, image=dataclasses.replace(SETTINGS.image, max_pixels=10**8 - 1)),
+        )
+
+
+def test_max_pixels_setting_is_enforced(tmp_path: Path) -> None:
+    m = save(Image.fromarray(photo(5)), tmp_path / "p.png")
+    small = dataclasses.replace(SETTINGS, image=dataclasses.replace(SETTINGS.image, max_pixels=320 * 240 - 1))
+    with pytest.raises(MediaLimitExceeded):
+        fp(m, small)
+
+
+def test_truncated_and_corrupt_files_fail_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "t.jpg"
+    Image.fromarray(photo(6)).save(path, quality=90)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DecodeFailed):
+        fp(media(path))
+    path.write_bytes(data[:3] + b"\0" * 200)
+    with pytest.raises(DecodeFailed):
+        fp(media(path))
+
+
+def test_empty_and_unsupported_inputs(tmp_path: Path) -> None:
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyMedia):
+        KIND.fingerprint(LocalMedia(path, 0, hashlib.sha256(b"").hexdigest(), "image/png"), SETTINGS)
+    m = save(Image.fromarray(photo(7)), tmp_path / "a.png")
+    with pytest.raises(UnsupportedMedia):
+        KIND.fingerprint(dataclasses.replace(m, mime="video/mp4"), SETTINGS)
+    with pytest.raises(DecodeFailed):  # a PNG sniffed as JPEG never reaches the PNG decoder
+        KIND.fingerprint(dataclasses.replace(m, mime="image/jpeg"), SETTINGS)
+
+
+# -- algorithm properties --------------------------------------------------------------------------------
+def test_dihedral_dct_identities() -> None:
+    plane = cv2.resize(photo(8)[..., 1].astype(np.float32), (64, 64), interpolation=cv2.INTER_AREA)
+    _, block = dct_block(plane)
+    for d in DIHEDRALS:
+        _, expected = dct_block(np.ascontiguousarray(d.apply_plane(plane)))
+        np.testing.assert_allclose(d.apply_dct(block), expected, atol=1e-2, err_msg=d.name)
+
+
+def test_trim_box_ignores_two_tone_content() -> None:
+    plane = np.zeros((100, 200), np.float32)
+    plane[:, 100:] = 255.0
+    assert trim_box(plane) == (0, 0, 200, 100)
+
+
+def test_score_is_monotone_and_calibrated() -> None:
+    scores = [score_from_bits(b) for b in range(0, 257)]
+    assert scores[0] == 1.0 and scores[90] == 0.0 and scores[256] == 0.0
+    assert all(x >= y for x, y in itertools.pairwise(scores))
+    assert scores[31] >= THRESHOLD > scores[32]
+
+
+# -- golden ----------------------------------------------------------------------------------------------
+#: Header, then size/trim/quality/detail, then the 8 dihedral hashes (photo(1) as a 320x240 PNG).
+GOLDEN_HEX = (
+    "4d4d4650696d616765000000010040010000f0000000000000000000000040010000f000000064ec0000"
+    "0f117e1978c280fe65a5bf209f2e6237981b5b8307c4952cb65baf65a85a8b1e"
+    "43ca3c15385b338fb3929b699238db286d3565fb4a4184de07ce4e60669ebc99"
+    "5a44d4b72d972a5430f0158aca7bc89dcd4ef12952913f86e30e05cffd4f21b4"
+    "169f96bf6d0e9925e6c731c3c76d71823860cf511f042e74529ba4ca33cb1633"
+    "5a442b482d96d5ab30f0ea75ca7b3762cd0e0ed65291c059e20efa30ed0fde4b"
+    "0f1181e678c37f0165a540df9f2e9dc8985ba47c07c46ad3b75b509ab85a74e1"
+    "169f69406d0e66d8e6c7ce3cc76d8e753860302e1f14d18b529b1b3533cbc9cc"
+    "43cac3ea385bcc72b3926496923824df6d359a864a417b2107cef19f669e6366"
+)
+
+
+def test_golden_fingerprint(base: tuple[Image.Image, ImageFingerprint]) -> None:
+    """Pins the exact bytes for a deterministic PNG: catches drift in Pillow, OpenCV or numpy."""
+    assert base[1].to_bytes().hex() == GOLDEN_HEX

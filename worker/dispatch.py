@@ -1,0 +1,39 @@
+"""Sending tasks by name, so the API can enqueue work without importing the task bodies."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.settings import Settings
+from shared.store import Store
+
+RUN_MATCH = "mediamatch.run_match"
+EXPAND_BATCH = "mediamatch.expand_batch"
+DELIVER_WEBHOOK = "mediamatch.deliver_webhook"
+
+
+def enqueue_job(app: Celery, settings: Settings, job_id: str, kind: str) -> None:
+    q = settings.queue
+    soft = q.soft_limit_s(kind)
+    app.send_task(
+        RUN_MATCH,
+        args=[job_id],
+        queue=q.queue_for(kind),
+        soft_time_limit=soft,
+        time_limit=soft + q.hard_time_limit_grace_s,
+    )
+
+
+def enqueue_jobs(app: Celery, settings: Settings, store: Store, jobs: list[tuple[str, str]]) -> None:
+    """Send ``(job_id, kind)`` pairs and record when they were enqueued."""
+    for job_id, kind in jobs:
+        enqueue_job(app, settings, job_id, kind)
+    store.jobs.mark_enqueued([job_id for job_id, _ in jobs])
+
+
+def enqueue_batch(app: Celery, settings: Settings, batch_id: str) -> None:
+    app.send_task(EXPAND_BATCH, args=[batch_id], queue=settings.queue.control_queue)
+
+
+def enqueue_delivery(app: Celery, delivery_id: str) -> None:
+    app.send_task(DELIVER_WEBHOOK, args=[delivery_id], queue=app.mediamatch.settings.queue.control_queue)  # type: ignore[attr-defined]

@@ -1,0 +1,37 @@
+"""Task shims: each takes an id, finds its context on the app, and calls one pure function."""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from shared import batch, delivery, runner
+from worker import dispatch
+
+
+def _notify(app: object):  # type: ignore[no-untyped-def]
+    return lambda delivery_id: dispatch.enqueue_delivery(app, delivery_id)  # type: ignore[arg-type]
+
+
+@shared_task(bind=True, name=dispatch.RUN_MATCH)
+def run_match(self: Task, job_id: str) -> None:
+    ctx = self.app.mediamatch
+    runner.run_job(ctx.store, ctx.settings, job_id, timeout_errors=(SoftTimeLimitExceeded,), notify=_notify(self.app))
+
+
+@shared_task(bind=True, name=dispatch.EXPAND_BATCH)
+def expand_batch(self: Task, batch_id: str) -> None:
+    ctx = self.app.mediamatch
+    batch.expand(
+        ctx.store,
+        ctx.settings,
+        batch_id,
+        lambda jobs: dispatch.enqueue_jobs(self.app, ctx.settings, ctx.store, jobs),
+        _notify(self.app),
+    )
+
+
+@shared_task(bind=True, name=dispatch.DELIVER_WEBHOOK)
+def deliver_webhook(self: Task, delivery_id: str) -> None:
+    ctx = self.app.mediamatch
+    delivery.attempt_delivery(ctx.store, ctx.settings, delivery_id)
