@@ -65,7 +65,9 @@ class Run:
     evidence: float
 
     def to_segment(self) -> Segment:
-        return Segment(self.source_start_s, self.source_end_s, self.target_start_s, self.target_end_s, self.score)
+        return Segment(
+            self.source_start_s, self.source_end_s, self.target_start_s, self.target_end_s, self.score
+        )
 
 
 def _signed(bits: np.ndarray) -> np.ndarray:
@@ -103,7 +105,9 @@ def hamming_matches(
         a[~np.asarray(source_valid, bool)] = 0.0  # a zero row has dot 0 -> distance n_bits/2, never a match
     if target_valid is not None:
         b[~np.asarray(target_valid, bool)] = 0.0
-    inside = np.unpackbits(np.asarray(invert_mask, np.uint8)).astype(bool) if invert_mask is not None else None
+    inside = (
+        np.unpackbits(np.asarray(invert_mask, np.uint8)).astype(bool) if invert_mask is not None else None
+    )
     if inside is None:
         parts = [(a, b)]
     else:

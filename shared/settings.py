@@ -89,6 +89,9 @@ class VideoSettings:
     max_distance_bits: int = 64
     #: Aligned samples further apart than this (black or blank frames not counted) split a segment.
     max_gap_s: float = 3.0
+    #: Let the decoder drop non-reference frames (about 1.8x faster on H.264 with B-frames); decoding
+    #: falls back to every frame when too few remain per sample.
+    skip_nonref_frames: bool = True
 
 
 @dataclass(frozen=True)

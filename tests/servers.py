@@ -15,8 +15,9 @@ It listens on 127.0.0.1 on an ephemeral port, in a daemon thread. Routes map a p
 
 Several replies for one route are used one per request, the last one repeating. A route may also be a
 function ``Recorded -> Reply``. Every request (any method) is recorded with its headers and body; unknown
-paths answer 404. ``HTTPTestServer`` is also a context manager, and ``http_server()`` suits pytest
-fixtures (``yield from`` or ``with``). Pass an ``ssl.SSLContext`` to serve https.
+paths answer 404. ``HTTPTestServer`` is also a context manager; in a fixture write
+``with http_server() as srv: yield srv``. Pass an ``ssl.SSLContext`` to serve https. ``closed_port()``
+gives a local port nobody listens on.
 """
 
 from __future__ import annotations

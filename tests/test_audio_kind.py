@@ -40,7 +40,9 @@ def melody(seed: int, duration_s: float, sr: int = SR) -> np.ndarray:
             f = 440.0 * 2 ** ((midi - 69) / 12)
             t = np.arange(int((note_s + 0.15) * sr)) / sr
             env = np.minimum(t / 0.01, 1.0) * np.exp(-t * rng.uniform(3, 9))
-            harmonics = [0.6**k * np.sin(2 * np.pi * (k + 1) * f * t + rng.uniform(0, 6.28)) for k in range(5)]
+            harmonics = [
+                0.6**k * np.sin(2 * np.pi * (k + 1) * f * t + rng.uniform(0, 6.28)) for k in range(5)
+            ]
             start = int(t0 * sr)
             out[start : start + t.size] += env * np.sum(harmonics, axis=0)
         t0 += note_s
@@ -49,7 +51,9 @@ def melody(seed: int, duration_s: float, sr: int = SR) -> np.ndarray:
 
 def chirp(duration_s: float, f0_hz: float = 200.0, f1_hz: float = 3000.0, sr: int = SR) -> np.ndarray:
     t = np.arange(int(duration_s * sr)) / sr
-    return (0.4 * np.sin(2 * np.pi * (f0_hz * t + 0.5 * (f1_hz - f0_hz) / duration_s * t * t))).astype(np.float32)
+    return (0.4 * np.sin(2 * np.pi * (f0_hz * t + 0.5 * (f1_hz - f0_hz) / duration_s * t * t))).astype(
+        np.float32
+    )
 
 
 def noise(seed: int, duration_s: float, sr: int = SR) -> np.ndarray:
@@ -152,7 +156,12 @@ def test_self_match(source: tuple[np.ndarray, AudioFingerprint]) -> None:
     ],
 )
 def test_lossy_reencode_at_8khz_matches(
-    files: Path, source: tuple[np.ndarray, AudioFingerprint], name: str, codec: str, rate_hz: int, bit_rate: int
+    files: Path,
+    source: tuple[np.ndarray, AudioFingerprint],
+    name: str,
+    codec: str,
+    rate_hz: int,
+    bit_rate: int,
 ) -> None:
     if codec not in av.codecs_available:
         pytest.skip(f"no {codec} encoder in this FFmpeg build")
@@ -193,15 +202,24 @@ def test_excerpt_is_located(files: Path, source: tuple[np.ndarray, AudioFingerpr
     assert seg.target_start_s == pytest.approx(17.3, abs=0.5)
 
 
-def test_excerpt_used_twice_gives_two_segments(files: Path, source: tuple[np.ndarray, AudioFingerprint]) -> None:
+def test_excerpt_used_twice_gives_two_segments(
+    files: Path, source: tuple[np.ndarray, AudioFingerprint]
+) -> None:
     x, _ = source
     excerpt = x[5 * SR : 15 * SR]
     target = scene(98, 40.0)
     for start_s in (2.0, 24.5):
         target[int(start_s * SR) : int(start_s * SR) + excerpt.size] = excerpt
-    m = KIND.compare(fp_file(write_sf(files / "ex2.wav", excerpt)), fp_file(write_sf(files / "twice.wav", target)), SETTINGS)
+    m = KIND.compare(
+        fp_file(write_sf(files / "ex2.wav", excerpt)),
+        fp_file(write_sf(files / "twice.wav", target)),
+        SETTINGS,
+    )
     assert matches(m)
-    assert [s.target_start_s for s in m.segments] == [pytest.approx(2.0, abs=0.5), pytest.approx(24.5, abs=0.5)]
+    assert [s.target_start_s for s in m.segments] == [
+        pytest.approx(2.0, abs=0.5),
+        pytest.approx(24.5, abs=0.5),
+    ]
     assert all(s.source_start_s < 0.5 and s.score > 0.5 for s in m.segments)
     assert len(m.details["offsets_s"]) == 2
 
@@ -241,14 +259,20 @@ def degenerate(files: Path) -> dict[str, AudioFingerprint]:
 def test_degenerate_inputs_never_match(
     degenerate: dict[str, AudioFingerprint], source: tuple[np.ndarray, AudioFingerprint]
 ) -> None:
-    others = {**degenerate, "melody": source[1], "noise_other_seed": fingerprint_samples(_to_8k(noise(4, 20.0)))}
+    others = {
+        **degenerate,
+        "melody": source[1],
+        "noise_other_seed": fingerprint_samples(_to_8k(noise(4, 20.0))),
+    }
     for name, a in degenerate.items():
         for other, b in others.items():
             for m in (KIND.compare(a, b, SETTINGS), KIND.compare(b, a, SETTINGS)):
                 assert m.similarity_score < 0.1 and not m.segments, (name, other, m.details)
 
 
-def test_short_input_has_low_confidence_and_a_warning(files: Path, source: tuple[np.ndarray, AudioFingerprint]) -> None:
+def test_short_input_has_low_confidence_and_a_warning(
+    files: Path, source: tuple[np.ndarray, AudioFingerprint]
+) -> None:
     x, fp = source
     short = fp_file(write_sf(files / "short.wav", x[3 * SR : 4 * SR]))
     assert short.duration_s == pytest.approx(1.0, abs=0.01)
@@ -259,7 +283,10 @@ def test_short_input_has_low_confidence_and_a_warning(files: Path, source: tuple
 
 def test_score_is_monotone_in_excerpt_length(source: tuple[np.ndarray, AudioFingerprint]) -> None:
     x, fp = source
-    scores = [KIND.compare(fingerprint_samples(_to_8k(x[: int(s * SR)])), fp, SETTINGS).similarity_score for s in (1, 3, 6, 12)]
+    scores = [
+        KIND.compare(fingerprint_samples(_to_8k(x[: int(s * SR)])), fp, SETTINGS).similarity_score
+        for s in (1, 3, 6, 12)
+    ]
     assert scores == sorted(scores)
 
 
@@ -285,7 +312,9 @@ def write_video(path: Path, with_audio: bool) -> LocalMedia:
         if audio is not None:
             x = melody(3, 2.0)
             for start in range(0, x.size, 1024):
-                frame = av.AudioFrame.from_ndarray(x[None, start : start + 1024], format="fltp", layout="mono")
+                frame = av.AudioFrame.from_ndarray(
+                    x[None, start : start + 1024], format="fltp", layout="mono"
+                )
                 frame.sample_rate, frame.pts = SR, start
                 out.mux(audio.encode(frame))
             out.mux(audio.encode(None))
@@ -307,7 +336,9 @@ def test_video_with_audio_is_fingerprinted(files: Path) -> None:
 
 
 @pytest.mark.parametrize("keep_bytes", [100, 2000])
-def test_truncated_file_fails_to_decode(files: Path, source: tuple[np.ndarray, AudioFingerprint], keep_bytes: int) -> None:
+def test_truncated_file_fails_to_decode(
+    files: Path, source: tuple[np.ndarray, AudioFingerprint], keep_bytes: int
+) -> None:
     whole = write_av(files / "whole.m4a", source[0][: 5 * SR], "aac", 22050, 32000)
     cut = files / f"cut{keep_bytes}.m4a"
     cut.write_bytes(whole.path.read_bytes()[:keep_bytes])  # the moov atom is at the end: it is lost
@@ -376,7 +407,15 @@ def test_golden_fingerprint(files: Path) -> None:
     """Pinned: any change of decoder, resampler or landmark code that moves a hash shows up here."""
     rate = 8000
     t = np.arange(6 * rate) / rate
-    notes = [(0.0, 440.0), (0.5, 554.4), (1.0, 659.3), (1.5, 880.0), (2.5, 392.0), (3.0, 1318.5), (4.0, 293.7)]
+    notes = [
+        (0.0, 440.0),
+        (0.5, 554.4),
+        (1.0, 659.3),
+        (1.5, 880.0),
+        (2.5, 392.0),
+        (3.0, 1318.5),
+        (4.0, 293.7),
+    ]
     x = np.zeros_like(t)
     for start_s, f in notes:
         u = np.clip(t - start_s, 0.0, None)

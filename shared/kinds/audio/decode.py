@@ -30,7 +30,9 @@ BLOCK_SAMPLES = 4 * SAMPLE_RATE_HZ
 #: Only local files; never http, tcp, pipes, concat: or subfile:.
 _FFMPEG_OPTIONS = {"protocol_whitelist": "file"}
 #: Demuxers that read lists of other inputs. They are refused even when they only name local files.
-_PLAYLIST_FORMATS = frozenset({"hls", "applehttp", "concat", "ffconcat", "dash", "image2", "sdp", "rtsp", "tee"})
+_PLAYLIST_FORMATS = frozenset(
+    {"hls", "applehttp", "concat", "ffconcat", "dash", "image2", "sdp", "rtsp", "tee"}
+)
 #: Sniffed MIME type -> FFmpeg demuxer, so probing can never pick a playlist demuxer.
 _DEMUXER_FOR_MIME = {
     "audio/wav": "wav",
@@ -60,7 +62,9 @@ def open_container(path: Path, mime: str | None = None) -> Iterator[Any]:
     if path.stat().st_size == 0:
         raise EmptyMedia("the audio file is empty")
     try:
-        container = av.open(str(path), mode="r", format=_DEMUXER_FOR_MIME.get(mime or ""), options=_FFMPEG_OPTIONS)
+        container = av.open(
+            str(path), mode="r", format=_DEMUXER_FOR_MIME.get(mime or ""), options=_FFMPEG_OPTIONS
+        )
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise DecodeFailed(f"cannot open the audio container: {exc}") from exc
     try:
@@ -137,7 +141,8 @@ def iter_samples(
                         total_n += chunk.size
                 if total_n > max_samples:
                     raise MediaLimitExceeded(
-                        f"audio lasts more than the {max_duration_s:.0f} s allowed", max_duration_s=max_duration_s
+                        f"audio lasts more than the {max_duration_s:.0f} s allowed",
+                        max_duration_s=max_duration_s,
                     )
                 while pending_n >= BLOCK_SAMPLES:
                     buf = np.concatenate(pending)

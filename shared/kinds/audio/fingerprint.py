@@ -61,7 +61,12 @@ class AudioFingerprint:
 
     def to_bytes(self) -> bytes:
         meta = _META.pack(
-            float(self.duration_s), self.sample_rate_hz, self.hop, self.n_fft, self.peak_frames.size, self.hashes.size
+            float(self.duration_s),
+            self.sample_rate_hz,
+            self.hop,
+            self.n_fft,
+            self.peak_frames.size,
+            self.hashes.size,
         )
         return b"".join(
             [

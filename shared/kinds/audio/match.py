@@ -59,38 +59,37 @@ def compare(a: AudioFingerprint, b: AudioFingerprint, settings: Settings) -> Mat
     warnings: list[str] = []
     shorter_s = min(a.duration_s, b.duration_s)
     if shorter_s < SHORT_INPUT_S:
-        warnings.append(f"input shorter than {SHORT_INPUT_S:.0f} s ({shorter_s:.2f} s): the score is unreliable")
+        warnings.append(
+            f"input shorter than {SHORT_INPUT_S:.0f} s ({shorter_s:.2f} s): the score is unreliable"
+        )
     for name, fp in (("source", a), ("target", b)):
         if fp.duration_s >= SHORT_INPUT_S and fp.n_hashes < MIN_RUN_EVIDENCE:
             warnings.append(f"{name} has almost no spectral landmarks (silence, a pure tone or noise?)")
-    runs = _find_runs(a, b, settings)
     frame_s = a.frame_s
-    segments = []
-    for run in runs:
+    min_segment_s = min(settings.audio.min_segment_s, 0.8 * shorter_s)
+    kept: list[tuple[Segment, _Run]] = []
+    for run in _find_runs(a, b):
         src_start_s = run.src_start * frame_s
         src_end_s = min(run.src_end * frame_s + N_FFT / a.sample_rate_hz, a.duration_s)
         offset_s = run.offset_frames * frame_s
-        segments.append(
-            Segment(
-                source_start_s=src_start_s,
-                source_end_s=src_end_s,
-                target_start_s=max(src_start_s + offset_s, 0.0),
-                target_end_s=min(src_end_s + offset_s, b.duration_s),
-                score=saturate(run.evidence),
-            )
+        segment = Segment(
+            source_start_s=src_start_s,
+            source_end_s=src_end_s,
+            target_start_s=max(src_start_s + offset_s, 0.0),
+            target_end_s=min(src_end_s + offset_s, b.duration_s),
+            score=saturate(run.evidence),
         )
-    min_segment_s = min(settings.audio.min_segment_s, 0.8 * shorter_s)
-    kept = [s for s in segments if s.duration_s >= min_segment_s]
-    kept.sort(key=lambda s: (s.target_start_s, s.source_start_s))
-    evidence = sum(r.evidence for r, s in zip(runs, segments, strict=True) if s in kept)
+        if segment.duration_s >= min_segment_s:
+            kept.append((segment, run))
+    kept.sort(key=lambda sr: (sr[0].target_start_s, sr[0].source_start_s))
+    evidence = sum(run.evidence for _, run in kept)
     score = saturate(evidence)
     confidence: Confidence = "high" if score >= 0.85 or score <= 0.15 else "medium"
     if shorter_s < SHORT_INPUT_S:
         confidence = "low"
-    kept_runs = [r for r, s in zip(runs, segments, strict=True) if s in kept]
     details = {
-        "offsets_s": [round(r.offset_frames * frame_s, 3) for r in kept_runs],
-        "aligned_hashes": int(sum(r.n_aligned for r in kept_runs)),
+        "offsets_s": [round(run.offset_frames * frame_s, 3) for _, run in kept],
+        "aligned_hashes": int(sum(run.n_aligned for _, run in kept)),
         "evidence": round(evidence, 2),
         "source_hashes": a.n_hashes,
         "target_hashes": b.n_hashes,
@@ -99,7 +98,7 @@ def compare(a: AudioFingerprint, b: AudioFingerprint, settings: Settings) -> Mat
     return Match(
         similarity_score=score,
         confidence=confidence,
-        segments=tuple(kept),
+        segments=tuple(segment for segment, _ in kept),
         warnings=tuple(warnings),
         details=details,
     )
@@ -131,7 +130,7 @@ def _pairs(a: AudioFingerprint, b: AudioFingerprint) -> tuple[np.ndarray, np.nda
     return ta, tb, h_src[rep].astype(np.int64), weight_of[k[rep]]
 
 
-def _find_runs(a: AudioFingerprint, b: AudioFingerprint, settings: Settings) -> list[_Run]:
+def _find_runs(a: AudioFingerprint, b: AudioFingerprint) -> list[_Run]:
     ta, tb, h, w = _pairs(a, b)
     if ta.size == 0:
         return []
@@ -163,7 +162,13 @@ def _find_runs(a: AudioFingerprint, b: AudioFingerprint, settings: Settings) -> 
 
 
 def _score_run(
-    part: np.ndarray, ta: np.ndarray, d: np.ndarray, h: np.ndarray, w: np.ndarray, fa: np.ndarray, fb: np.ndarray
+    part: np.ndarray,
+    ta: np.ndarray,
+    d: np.ndarray,
+    h: np.ndarray,
+    w: np.ndarray,
+    fa: np.ndarray,
+    fb: np.ndarray,
 ) -> _Run | None:
     if part.size == 0 or np.unique(h[part]).size < MIN_RUN_DISTINCT:
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.kinds.video.compare import compare as _compare
-from shared.kinds.video.decode import Sampler, header_duration_s, open_video
+from shared.kinds.video.decode import Sampler, TooSparse, header_duration_s, open_video
 from shared.kinds.video.fingerprint import VideoFingerprint
 from shared.kinds.video.frames import Crop, choose_crop, frame_hash, measure_bars
 from shared.protocol import Fingerprint, LocalMedia, Match, Progress, no_progress
@@ -41,13 +41,12 @@ class VideoKind:
     def fingerprint(
         self, media: LocalMedia, settings: Settings, progress: Progress = no_progress
     ) -> VideoFingerprint:
-        with open_video(media) as (container, stream):
-            sampler = Sampler(container, stream, settings.video, progress)
-            sampler.check_header()
-            hasher = _CroppingHasher()
-            for k, small in sampler:
-                hasher.add(k, small)
-            hasher.finish()
+        try:
+            sampler, hasher = _sample_and_hash(
+                media, settings, progress, skip_nonref=settings.video.skip_nonref_frames
+            )
+        except TooSparse:
+            sampler, hasher = _sample_and_hash(media, settings, progress, skip_nonref=False)
         progress(1.0)
         width, height = sampler.frame_size
         h, w = hasher.shape
@@ -69,6 +68,19 @@ class VideoKind:
 
     def fingerprint_from_bytes(self, data: bytes) -> VideoFingerprint:
         return VideoFingerprint.from_bytes(data)
+
+
+def _sample_and_hash(
+    media: LocalMedia, settings: Settings, progress: Progress, *, skip_nonref: bool
+) -> tuple[Sampler, _CroppingHasher]:
+    with open_video(media) as (container, stream):
+        sampler = Sampler(container, stream, settings.video, progress, skip_nonref=skip_nonref)
+        sampler.check_header()
+        hasher = _CroppingHasher()
+        for k, small in sampler:
+            hasher.add(k, small)
+        hasher.finish()
+    return sampler, hasher
 
 
 class _CroppingHasher:

@@ -10,7 +10,13 @@ whose time is <= the grid time). That handles variable frame rates and rate chan
 same content at different rates land on the same grid. Frames are reduced to small grayscale right away:
 decoding is the cost (FIELD_NOTES, "Speed"), so everything after it works on at most 256 px.
 
-Every PyAV error is translated here; this module raises only ``shared.errors`` types.
+Skipping: with ``VideoSettings.skip_nonref_frames`` the decoder drops frames nothing else refers to (B-frames in
+typical H.264), about 1.8x faster on 720p; the others still arrive several times per sample step. When a
+stream turns out too sparse that way (e.g. every non-key frame is disposable), ``TooSparse`` is raised early
+and the caller decodes again without skipping.
+
+Every PyAV error is translated here; this module raises only ``shared.errors`` types (and ``TooSparse``,
+which never leaves the package).
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from shared.settings import VideoSettings
 
 #: The longer side of the grayscale working frame.
 WORK_SIDE = 256
+#: With non-reference frames skipped, at least this many decoded frames per sample step are needed ...
+MIN_FRAMES_PER_STEP = 3
+#: ... judged over this much content time; otherwise decoding restarts without skipping.
+SPARSE_CHECK_S = 10.0
 
 #: The demuxer for each sniffed type; FFmpeg never probes a format we did not sniff.
 DEMUXER_FOR_MIME = {
@@ -61,7 +71,9 @@ _LUMA_FIRST = frozenset(
 
 
 @contextmanager
-def open_video(media: LocalMedia) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+def open_video(
+    media: LocalMedia,
+) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
     """Open ``media`` safely and yield its container and first real video stream."""
     path = Path(media.path)
     if media.size_bytes == 0 or not path.is_file() or path.stat().st_size == 0:
@@ -90,7 +102,9 @@ def open_video(media: LocalMedia) -> Iterator[tuple[av.container.InputContainer,
         container.close()
 
 
-def header_duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+def header_duration_s(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> float | None:
     """Duration from the container or stream header, without decoding; ``None`` when neither says."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -119,6 +133,10 @@ def _working(frame: av.VideoFrame) -> np.ndarray:
     return cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
 
 
+class TooSparse(Exception):
+    """Skipping non-reference frames leaves too few frames; decode again without skipping."""
+
+
 class Sampler:
     """Iterate ``(grid_index, working_frame)`` of an open stream; see the module docstring for the rules."""
 
@@ -128,8 +146,11 @@ class Sampler:
         stream: av.video.stream.VideoStream,
         settings: VideoSettings,
         progress: Progress,
+        *,
+        skip_nonref: bool = False,
     ) -> None:
         self.container, self.stream, self.settings, self.progress = container, stream, settings, progress
+        self.skip_nonref = skip_nonref
         self.step_s = 1.0 / settings.sample_fps
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
@@ -147,7 +168,10 @@ class Sampler:
     def _frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
         """Decoded frames with their presentation time in seconds, monotone, PyAV errors translated."""
         self.stream.thread_type = "AUTO"
+        if self.skip_nonref:
+            self.stream.codec_context.skip_frame = "NONREF"
         last_t = -math.inf
+        first_t, count, checked = math.inf, 0, not self.skip_nonref
         try:
             for frame in self.container.decode(self.stream):
                 if frame.width * frame.height > self.settings.max_pixels_per_frame:
@@ -157,9 +181,19 @@ class Sampler:
                     t = last_t + (1.0 / self.fps if self.fps else self.step_s) if last_t > -math.inf else 0.0
                 t = max(float(t), last_t)
                 last_t = t
+                first_t, count = min(first_t, t), count + 1
+                if not checked and t - first_t >= SPARSE_CHECK_S:
+                    checked = True
+                    self._check_density(count, t - first_t)
                 yield t, frame
+            if not checked and count > 1:
+                self._check_density(count, last_t - first_t)
         except av.FFmpegError as exc:
             raise DecodeFailed(f"the video cannot be decoded: {exc}") from exc
+
+    def _check_density(self, frames: int, span_s: float) -> None:
+        if span_s >= 2 * self.step_s and frames < MIN_FRAMES_PER_STEP * span_s / self.step_s:
+            raise TooSparse
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         origin: float | None = None

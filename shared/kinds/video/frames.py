@@ -59,7 +59,9 @@ class Crop:
 
     def scaled(self, sx: float, sy: float) -> Crop:
         """The same crop on a frame ``sx`` times wider and ``sy`` times taller."""
-        return Crop(round(self.top * sy), round(self.bottom * sy), round(self.left * sx), round(self.right * sx))
+        return Crop(
+            round(self.top * sy), round(self.bottom * sy), round(self.left * sx), round(self.right * sx)
+        )
 
 
 def _bar_length(mean: np.ndarray, peak: np.ndarray) -> int:
