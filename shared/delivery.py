@@ -16,7 +16,7 @@ import time
 import requests
 
 from shared.errors import MediaMatchError
-from shared.fetch import check_url
+from shared.netpolicy import check_url
 from shared.settings import Settings
 from shared.store import Store
 from shared.webhooks import headers_for, retry_delay_s

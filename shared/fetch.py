@@ -25,7 +25,6 @@ Errors are translated to ``shared.errors`` at this boundary. This module imports
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import socket
 import ssl
@@ -37,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -53,22 +52,13 @@ from shared.errors import (
     TooManyRedirects,
     UnsupportedMedia,
     UpstreamHTTPError,
-    UrlNotAllowed,
 )
+from shared.netpolicy import Network, Target, allow_networks, resolve
 from shared.settings import FetchSettings
 from shared.sniff import SNIFF_BYTES
 
 _CHUNK_BYTES = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-# Ranges ipaddress does not flag (or flags inconsistently across Python versions) that must stay unreachable.
-_DENY = tuple(
-    ipaddress.ip_network(n)
-    for n in ("0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "198.18.0.0/15", "fec0::/10", "ff00::/8")
-)
-# Prefixes that embed an IPv4 address in their last 32 bits: IPv4-translated (RFC 2765), NAT64 (RFC 6052/8215).
-_EMBEDS_V4 = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48"))
 
 
 @dataclass(frozen=True)
@@ -87,7 +77,7 @@ def fetch_to_file(url: str, dest: Path, *, max_bytes: int, settings: FetchSettin
     exists afterwards (a ``dest`` that existed before is removed too: it would have been overwritten).
     """
     deadline = _Deadline(settings.total_timeout_s)
-    allow = tuple(ipaddress.ip_network(n, strict=False) for n in settings.allow_networks)
+    allow = allow_networks(settings)
     return _write_atomically(dest, lambda sink: _download(url, sink, deadline, allow, max_bytes, settings))
 
 
@@ -144,13 +134,13 @@ def _write_atomically(dest: Path, fill: Callable[[_Sink], tuple[str, int]]) -> F
 
 
 def _download(
-    url: str, sink: _Sink, deadline: _Deadline, allow: tuple[_Network, ...], max_bytes: int,
+    url: str, sink: _Sink, deadline: _Deadline, allow: tuple[Network, ...], max_bytes: int,
     settings: FetchSettings,
 ) -> tuple[str, int]:
     redirects = 0
     while True:
-        target = _Target.parse(url)
-        addresses = _resolve(target, allow)
+        target = Target.parse(url)
+        addresses = resolve(target, allow)
         conn, resp = _open(target, addresses, deadline, settings)
         try:
             location = resp.headers.get("Location")
@@ -231,96 +221,11 @@ def _decoder(content_encoding: str) -> Callable[[bytes], Iterator[bytes]]:
     return decode
 
 
-# -- URL and address checks -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Target:
-    scheme: str
-    host: str  # ASCII (IDNA) hostname or IP literal, without brackets
-    port: int
-    host_header: str
-    request_target: str
-
-    @classmethod
-    def parse(cls, url: str) -> _Target:
-        if any(ord(c) <= 0x20 or c in "\\\x7f" for c in url):
-            raise UrlNotAllowed("URL contains whitespace, control characters or backslashes", url=url[:200])
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise UrlNotAllowed(f"malformed URL: {exc}", url=url[:200]) from exc
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise UrlNotAllowed(f"scheme {scheme or '(none)'!r} is not allowed; use http or https", url=url[:200])
-        if "@" in parts.netloc:
-            raise UrlNotAllowed("URLs with credentials are not allowed", url=url[:200])
-        if not parts.hostname:
-            raise UrlNotAllowed("URL has no host", url=url[:200])
-        try:
-            host = parts.hostname.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise UrlNotAllowed("hostname is not a valid IDNA name", url=url[:200]) from exc
-        default_port = 443 if scheme == "https" else 80
-        port = port or default_port
-        literal = f"[{host}]" if ":" in host else host
-        host_header = literal if port == default_port else f"{literal}:{port}"
-        path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
-        query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
-        return cls(scheme, host, port, host_header, f"{path}?{query}" if query else path)
-
-
-def _resolve(target: _Target, allow: tuple[_Network, ...]) -> list[str]:
-    """All addresses of the host, or ``UrlNotAllowed`` if any of them is off limits."""
-    try:
-        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FetchConnectionError(f"cannot resolve {target.host!r}: {exc}", host=target.host) from exc
-    addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
-    for text in addresses:
-        if not _allowed(ipaddress.ip_address(text), allow):
-            raise UrlNotAllowed(f"{target.host!r} resolves to a non-public address", host=target.host)
-    if not addresses:
-        raise FetchConnectionError(f"{target.host!r} has no address", host=target.host)
-    return addresses
-
-
-def _allowed(addr: _Address, allow: tuple[_Network, ...]) -> bool:
-    if any(addr in net for net in allow):
-        return True
-    return not any(_off_limits(a) for a in _forms(addr))
-
-
-def _forms(addr: _Address) -> list[_Address]:
-    """The address and every IPv4 address it carries (mapped, translated, NAT64, 6to4, Teredo)."""
-    forms: list[_Address] = [addr]
-    if isinstance(addr, ipaddress.IPv6Address):
-        forms += [a for a in (addr.ipv4_mapped, addr.sixtofour) if a is not None]
-        forms += list(addr.teredo or ())
-        if any(addr in net for net in _EMBEDS_V4):
-            forms.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
-    return forms
-
-
-def _off_limits(a: _Address) -> bool:
-    return (
-        not a.is_global
-        or a.is_private
-        or a.is_loopback
-        or a.is_link_local
-        or a.is_multicast
-        or a.is_reserved
-        or a.is_unspecified
-        or any(a in net for net in _DENY)
-    )
-
-
 # -- connections ---------------------------------------------------------------------------------------
 
 
 def _open(
-    target: _Target, addresses: list[str], deadline: _Deadline, settings: FetchSettings
+    target: Target, addresses: list[str], deadline: _Deadline, settings: FetchSettings
 ) -> tuple[HTTPConnection, urllib3.BaseHTTPResponse]:
     """Connect to one of the checked ``addresses`` (never to the name) and send the GET."""
     last_exc: Exception | None = None
@@ -350,7 +255,7 @@ def _open(
     raise _translate(last_exc, deadline) from last_exc
 
 
-def _connection(target: _Target, ip: str, timeout_s: float, settings: FetchSettings) -> HTTPConnection:
+def _connection(target: Target, ip: str, timeout_s: float, settings: FetchSettings) -> HTTPConnection:
     if target.scheme == "http":
         return HTTPConnection(ip, target.port, timeout=timeout_s)
     # The socket goes to the checked IP; SNI and certificate verification use the hostname.
@@ -360,7 +265,7 @@ def _connection(target: _Target, ip: str, timeout_s: float, settings: FetchSetti
     )
 
 
-def _headers(target: _Target, settings: FetchSettings) -> dict[str, str]:
+def _headers(target: Target, settings: FetchSettings) -> dict[str, str]:
     return {
         "Host": target.host_header,
         "User-Agent": settings.user_agent,

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream
+from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream, UnsupportedMedia
 from shared.kinds import get_kind
 from shared.kinds.video import KIND, VideoFingerprint
 from shared.protocol import LocalMedia, Match
@@ -145,3 +145,219 @@ def assert_segment(seg, source: tuple[float, float], target: tuple[float, float]
     got = (seg.source_start_s, seg.source_end_s, seg.target_start_s, seg.target_end_s)
     want = (*source, *target)
     assert np.allclose(got, want, atol=tol + 1e-6), f"segment {got} != {want}"
+
+
+# -- matching -------------------------------------------------------------------------------------------
+def test_self_match(clip) -> None:
+    m = compare(clip, "source", "source")
+    assert m.similarity_score >= 0.95 and m.confidence == "high"
+    (seg,) = m.segments
+    assert_segment(seg, (0.0, 30.0), (0.0, 30.0), tol=0.0)
+    assert m.details["flipped"] is False
+
+
+def test_reencode_in_another_codec_and_container(clip) -> None:
+    assert clip("reencode")[0].mime == "video/x-msvideo"
+    m = compare(clip, "source", "reencode")
+    assert m.similarity_score >= 0.8
+    (seg,) = m.segments
+    assert_segment(seg, (0.0, 30.0), (0.0, 30.0))
+
+
+def test_trimmed_clip_is_located_within_one_step(clip) -> None:
+    m = compare(clip, "source", "trim")
+    assert m.similarity_score >= 0.9
+    (seg,) = m.segments
+    assert_segment(seg, (10.0, 20.0), (0.0, 10.0))
+    # the other way round the segment mirrors
+    (back,) = compare(clip, "trim", "source").segments
+    assert_segment(back, (0.0, 10.0), (10.0, 20.0))
+
+
+def test_clip_embedded_between_unrelated_footage(clip) -> None:
+    m = compare(clip, "source", "embedded")
+    assert m.similarity_score >= THRESHOLD
+    (seg,) = m.segments
+    assert_segment(seg, (5.0, 15.0), (8.0, 18.0), tol=0.0)
+
+
+def test_two_reused_clips_give_two_segments(clip) -> None:
+    m = compare(clip, "source", "reused")
+    assert m.similarity_score >= THRESHOLD
+    first, second = m.segments
+    assert_segment(first, (3.0, 8.0), (14.0, 19.0))
+    assert_segment(second, (20.0, 26.0), (4.0, 10.0))
+
+
+def test_letterboxed_version_matches_after_cropping(clip) -> None:
+    assert clip("letterbox")[1].crop == (15, 15, 0, 0)
+    assert clip("source")[1].crop == (0, 0, 0, 0)
+    m = compare(clip, "source", "letterbox")
+    assert m.similarity_score >= 0.9
+    assert m.details["crop_target"] == [15, 15, 0, 0]
+    assert_segment(m.segments[0], (0.0, 30.0), (0.0, 30.0))
+
+
+def test_frame_rate_change(clip) -> None:
+    assert clip("fps15")[1].fps == pytest.approx(15.0)
+    m = compare(clip, "source", "fps15")
+    assert m.similarity_score >= 0.9
+    (seg,) = m.segments
+    assert_segment(seg, (10.0, 20.0), (0.0, 10.0))
+
+
+def test_horizontal_flip_matches_and_is_reported(clip) -> None:
+    m = compare(clip, "source", "flip")
+    assert m.similarity_score >= 0.9
+    assert m.details["flipped"] is True
+    assert_segment(m.segments[0], (0.0, 30.0), (0.0, 30.0))
+
+
+@pytest.mark.parametrize("other", ["unrelated", "unrelated_short"])
+def test_unrelated_videos_do_not_match(clip, other: str) -> None:
+    for a, b in (("source", other), (other, "source")):
+        m = compare(clip, a, b)
+        assert m.similarity_score < 0.1 and not m.segments
+        assert m.confidence == "high"
+
+
+@pytest.mark.parametrize("dull", ["static", "black"])
+@pytest.mark.parametrize("other", ["static", "black", "source", "unrelated"])
+def test_static_and_black_videos_never_match(clip, dull: str, other: str) -> None:
+    for a, b in ((dull, other), (other, dull)):
+        m = compare(clip, a, b)
+        assert m.similarity_score < THRESHOLD and not m.segments
+        assert "low_information" in m.warnings and m.confidence == "low"
+
+
+def test_black_frames_are_flagged_and_static_frames_are_not_distinct(clip) -> None:
+    assert not clip("black")[1].informative.any()
+    assert clip("static")[1].informative.all()
+    assert clip("source")[1].informative.all()
+
+
+def test_score_grows_with_evidence(clip) -> None:
+    short = KIND.compare(clip("source")[1], clip("embedded")[1], SETTINGS).similarity_score
+    full = KIND.compare(clip("source")[1], clip("source")[1], SETTINGS).similarity_score
+    assert 0 < short < full
+
+
+# -- the fingerprint value --------------------------------------------------------------------------------
+def test_fingerprint_samples_on_the_grid(clip) -> None:
+    fp = clip("source")[1]
+    assert fp.duration_s == pytest.approx(30.0)
+    assert fp.hashes.shape == (60, 32) and fp.hashes.dtype == np.uint8
+    assert np.allclose(fp.timestamps_s, np.arange(60) * 0.5)
+
+
+def test_bytes_round_trip(clip) -> None:
+    for name in ("source", "letterbox", "black"):
+        fp = clip(name)[1]
+        back = KIND.fingerprint_from_bytes(fp.to_bytes())
+        assert isinstance(back, VideoFingerprint)
+        assert np.array_equal(back.hashes, fp.hashes)
+        assert np.array_equal(back.informative, fp.informative)
+        assert (back.duration_s, back.fps, back.sample_fps, back.crop) == (
+            fp.duration_s,
+            fp.fps,
+            fp.sample_fps,
+            fp.crop,
+        )
+        assert back.to_bytes() == fp.to_bytes()
+        assert KIND.compare(fp, back, SETTINGS).similarity_score == KIND.compare(fp, fp, SETTINGS).similarity_score
+
+
+def test_corrupt_bytes_are_refused(clip) -> None:
+    data = clip("source")[1].to_bytes()
+    for bad in (data[:10], data[:40], data[:-5], b"MMFP" + b"image\0\0\0" + data[12:]):
+        with pytest.raises(DecodeFailed):
+            VideoFingerprint.from_bytes(bad)
+
+
+def test_at_most_64_bytes_per_second(clip) -> None:
+    for name in ("source", "unrelated", "letterbox", "reused"):
+        fp = clip(name)[1]
+        assert len(fp.to_bytes()) / fp.duration_s <= 64.0
+
+
+def test_golden_fingerprint(clip_dir: Path) -> None:
+    """Lossless FFV1, so only our code, OpenCV and the decoder can move it. Update deliberately."""
+    path = write_clip(clip_dir / "golden.mkv", [(21, 0.0, 6.0)], fps=10, codec="ffv1")
+    fp = KIND.fingerprint(media(path), SETTINGS)
+    assert hashlib.sha256(fp.to_bytes()).hexdigest() == GOLDEN_SHA256
+
+
+GOLDEN_SHA256 = "to be pinned"
+
+
+# -- the kind and its errors ----------------------------------------------------------------------------
+def test_registry_and_accepts() -> None:
+    assert get_kind("video") is KIND and KIND.name == "video"
+    assert KIND.accepts("video/mp4") and KIND.accepts("video/webm") and KIND.accepts("audio/ogg")
+    assert not KIND.accepts("audio/wav") and not KIND.accepts("image/png")
+
+
+def test_probe_duration_reads_the_header(clip) -> None:
+    assert KIND.probe_duration_s(clip("source")[0], SETTINGS) == pytest.approx(30.0, abs=0.1)
+
+
+def test_progress_is_reported(clip, clip_dir: Path) -> None:
+    seen: list[float] = []
+    KIND.fingerprint(clip("trim")[0], SETTINGS, seen.append)
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) > 5
+
+
+def test_audio_only_file_has_no_video_stream(clip_dir: Path) -> None:
+    path = clip_dir / "tone.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes((np.sin(np.arange(8000) * 0.1) * 8000).astype("<i2").tobytes())
+    with pytest.raises(NoStream):
+        KIND.fingerprint(media(path), SETTINGS)
+
+
+def test_truncated_file_fails_to_decode(clip, clip_dir: Path) -> None:
+    data = clip("source")[0].path.read_bytes()
+    path = clip_dir / "truncated.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DecodeFailed):
+        KIND.fingerprint(media(path), SETTINGS)
+
+
+def test_garbage_and_empty_files(clip_dir: Path) -> None:
+    garbage = clip_dir / "garbage.mp4"
+    garbage.write_bytes(b"\0\0\0\x18ftypisom" + bytes(range(256)) * 20)
+    with pytest.raises(DecodeFailed):
+        KIND.fingerprint(media(garbage), SETTINGS)
+    empty = clip_dir / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(EmptyMedia):
+        KIND.fingerprint(LocalMedia(empty, 0, "", "video/mp4"), SETTINGS)
+
+
+def test_a_concat_list_is_never_followed(clip, clip_dir: Path) -> None:
+    listing = clip_dir / "list.ffconcat"
+    listing.write_text(f"ffconcat version 1.0\nfile '{clip('source')[0].path}'\n")
+    with pytest.raises((DecodeFailed, UnsupportedMedia)):
+        KIND.fingerprint(LocalMedia(listing, listing.stat().st_size, "", "video/mp4"), SETTINGS)
+    with pytest.raises((DecodeFailed, UnsupportedMedia)):
+        KIND.fingerprint(LocalMedia(listing, listing.stat().st_size, "", "application/octet-stream"), SETTINGS)
+
+
+def test_limits(clip) -> None:
+    m = clip("source")[0]
+    short = dataclasses.replace(SETTINGS, video=VideoSettings(max_duration_s=5.0))
+    with pytest.raises(MediaLimitExceeded):
+        KIND.fingerprint(m, short)
+    small = dataclasses.replace(SETTINGS, video=VideoSettings(max_pixels_per_frame=100 * 100))
+    with pytest.raises(MediaLimitExceeded):
+        KIND.fingerprint(m, small)
+
+
+def test_every_frame_decoding_gives_the_same_hashes(clip) -> None:
+    every = dataclasses.replace(SETTINGS, video=VideoSettings(skip_nonref_frames=False))
+    fp = KIND.fingerprint(clip("embedded")[0], every)
+    m = KIND.compare(clip("source")[1], fp, every)
+    assert_segment(m.segments[0], (5.0, 15.0), (8.0, 18.0), tol=0.0)

@@ -153,7 +153,7 @@ def iter_samples(
                         if fraction - reported >= 0.01:
                             reported = fraction
                             progress(fraction)
-        except av.error.FFmpegError as exc:
+        except (av.error.FFmpegError, ValueError) as exc:  # PyAV raises ValueError on some broken frames
             raise DecodeFailed(f"the audio stream is corrupt or truncated: {exc}") from exc
         if total_n == 0:
             raise EmptyMedia("the audio stream decodes to no samples")

@@ -27,10 +27,14 @@ from shared.protocol import Confidence, Match, Segment
 from shared.settings import Settings
 
 MAX_REPEAT = 40
+#: At most this many hash pairs are examined (memory and time bound for hours-long inputs).
+MAX_PAIRS = 4_000_000
 #: Offsets are examined while they hold this much weighted evidence, at most MAX_OFFSETS of them.
 MIN_OFFSET_EVIDENCE = 6.0
 MAX_OFFSETS = 24
 MAX_GAP_S = 4.0
+#: A run within this many frames of the offset of an earlier, overlapping run is that run's fringe.
+DUPLICATE_OFFSET_FRAMES = 3.0
 #: A run needs this much weighted evidence and this many distinct hash values to become a segment.
 MIN_RUN_EVIDENCE = 8.0
 MIN_RUN_DISTINCT = 8
@@ -112,6 +116,12 @@ def _pairs(a: AudioFingerprint, b: AudioFingerprint) -> tuple[np.ndarray, np.nda
     common, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
     ok = (ca[ia] <= MAX_REPEAT) & (cb[ib] <= MAX_REPEAT)
     common, ia, ib = common[ok], ia[ok], ib[ok]
+    # Bound the work on long inputs: past MAX_PAIRS, the hashes that pair most are dropped first.
+    n_pairs = ca[ia].astype(np.int64) * cb[ib]
+    if n_pairs.sum() > MAX_PAIRS:
+        by_pairs = np.argsort(n_pairs, kind="stable")
+        keep = np.sort(by_pairs[np.cumsum(n_pairs[by_pairs]) <= MAX_PAIRS])
+        common, ia, ib = common[keep], ia[keep], ib[keep]
     if common.size == 0:
         return empty, empty, empty, np.zeros(0)
     weight_of = 1.0 / np.maximum(ca[ia], cb[ib])
@@ -140,14 +150,17 @@ def _find_runs(a: AudioFingerprint, b: AudioFingerprint) -> list[_Run]:
     max_gap = max(1, round(MAX_GAP_S / a.frame_s))
     # Hash frames of each side, to measure how dense a run is against what its spans contain.
     fa, fb = np.sort(a.hash_frames.astype(np.int64)), np.sort(b.hash_frames.astype(np.int64))
+    used = np.zeros(d.size, dtype=bool)
     runs: list[_Run] = []
     for _ in range(MAX_OFFSETS):
         smooth = np.convolve(hist, np.ones(3), mode="same")
         o = int(np.argmax(smooth))
         if smooth[o] < MIN_OFFSET_EVIDENCE:
             break
-        hist[max(o - 1, 0) : o + 2] = 0.0
-        near = np.nonzero(np.abs(d + shift - o) <= 1)[0]
+        near = np.nonzero((np.abs(d + shift - o) <= 1) & ~used)[0]
+        used[near] = True
+        hist -= np.bincount(d[near] + shift, weights=w[near], minlength=hist.size)
+        hist[max(o - 1, 0) : o + 2] = 0.0  # rounding residue
         # One vote per (hash, source frame): the +-1 tolerance must not count a landmark twice.
         key = h[near] * (1 << 32) + ta[near]
         _, first = np.unique(key, return_index=True)
@@ -156,9 +169,18 @@ def _find_runs(a: AudioFingerprint, b: AudioFingerprint) -> list[_Run]:
         breaks = np.nonzero(np.diff(ta[near]) > max_gap)[0] + 1
         for part in np.split(near, breaks):
             run = _score_run(part, ta, d, h, w, fa, fb)
-            if run is not None:
+            if run is not None and not any(_same_place(run, other) for other in runs):
                 runs.append(run)
     return runs
+
+
+def _same_place(run: _Run, other: _Run) -> bool:
+    """Whether ``run`` is the jitter fringe of ``other``: a nearby offset over an overlapping source span."""
+    return (
+        abs(run.offset_frames - other.offset_frames) <= DUPLICATE_OFFSET_FRAMES
+        and run.src_start <= other.src_end
+        and other.src_start <= run.src_end
+    )
 
 
 def _score_run(
