@@ -191,6 +191,7 @@ def align_runs(
     partners = np.maximum(matches.source_counts[i], matches.target_counts[j]).clip(min=1)
     weight = sim / partners
     soft_weight = sim / np.sqrt(partners)
+    sharp_weight = weight * sim**8
     bins = np.rint(offset / step_s).astype(np.int64)
     bins -= bins.min()
     n_bins = int(bins.max()) + 1
@@ -204,17 +205,24 @@ def align_runs(
             break
         hist = np.bincount(bins[alive], weights=weight[alive], minlength=n_bins)
         votes = np.convolve(hist, np.ones(3), mode="same")  # sampling phases spread one offset over 2 bins
-        peak = int(np.argmax(votes))
-        if votes[peak] < min_votes:
+        # Among the offsets with enough votes, take the one whose pairs are closest: neighbouring samples of
+        # a slow shot also match one step off the true diagonal, nearly as often but less closely.
+        sharp = np.bincount(bins[alive], weights=sharp_weight[alive], minlength=n_bins)
+        sharp_votes = np.where(votes >= min_votes, np.convolve(sharp, np.ones(3), mode="same"), -1.0)
+        peak = int(np.argmax(sharp_votes))
+        if sharp_votes[peak] < 0:
             break
-        window = alive & (np.abs(bins - peak) <= 1)
-        center = float(np.average(offset[window], weights=weight[window]))
-        sel = np.flatnonzero(alive & (np.abs(offset - center) <= 0.75 * step_s))
-        if sel.size == 0:
-            sel = np.flatnonzero(window)
+        near = np.arange(max(0, peak - 1), min(n_bins, peak + 2))
+        peak = int(near[np.argmax(sharp[near])])
+        window = alive & (bins == peak)
+        if not window.any():
+            window = alive & (np.abs(bins - peak) <= 1)
+        center = float(np.average(offset[window], weights=weight[window] + 1e-12))
+        sel = np.flatnonzero(alive & (np.abs(offset - center) <= 0.6 * step_s))
         alive[sel] = False  # whatever happens, this diagonal has been consumed
-        # One pair per source sample: the most similar, then the one closest to the diagonal.
-        order = np.lexsort((np.abs(offset[sel] - center), -sim[sel], i[sel]))
+        alive[window] = False
+        # One pair per source sample: the one closest to the diagonal, then the most similar.
+        order = np.lexsort((-sim[sel], np.abs(offset[sel] - center), i[sel]))
         sel = sel[order]
         sel = sel[np.concatenate([[True], i[sel][1:] != i[sel][:-1]])]
         for piece in _split_on_gaps(sel, i, ta, counted_before, step_s, max_gap_s):

@@ -38,7 +38,9 @@ def runs_for(a: np.ndarray, b: np.ndarray, **kwargs) -> list:
 # -- hamming_matches --------------------------------------------------------------------------------------
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1), st.integers(0, 256))
-def test_matches_are_exactly_the_pairs_within_the_threshold(n: int, m: int, seed: int, threshold: int) -> None:
+def test_matches_are_exactly_the_pairs_within_the_threshold(
+    n: int, m: int, seed: int, threshold: int
+) -> None:
     a = random_hashes(n, seed)
     b = np.concatenate([noisy(a, 0.2, seed + 1), random_hashes(m, seed + 2)])
     (found,) = hamming_matches(a, b, max_distance_bits=threshold, top_k=10_000, chunk_rows=7)
@@ -152,5 +154,7 @@ def test_sampling_phase_jitter_stays_on_one_diagonal() -> None:
 
 
 def test_no_matches_no_runs() -> None:
-    empty = FrameMatches(*(np.zeros(0, np.int64),) * 2, np.zeros(0, np.float32), *(np.zeros(5, np.int64),) * 2)
+    empty = FrameMatches(
+        *(np.zeros(0, np.int64),) * 2, np.zeros(0, np.float32), *(np.zeros(5, np.int64),) * 2
+    )
     assert align_runs(empty, times(5), times(5), step_s=STEP_S, min_segment_s=1.0, max_gap_s=1.0) == []

@@ -15,6 +15,8 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream
 from shared.kinds import get_kind
@@ -429,3 +431,42 @@ def test_golden_fingerprint(files: Path) -> None:
 
 GOLDEN_COUNTS = (31, 14)  # one peak per note onset and partial: frames 0, 16, 31, 47, 78, 94, 125
 GOLDEN_SHA256 = "9f4fd1586c42e4e173dc8c32b1818181b8fb6796ff5398f4bc15c547987871aa"
+
+
+@pytest.mark.parametrize("block_samples", [700, 8000, 10**7])
+def test_streamed_peaks_do_not_depend_on_block_size(
+    source: tuple[np.ndarray, AudioFingerprint], block_samples: int
+) -> None:
+    x = _to_8k(source[0][: 12 * SR])
+    reference = fingerprint_samples(x, block_samples=4 * 8000)
+    assert fingerprint_samples(x, block_samples=block_samples) == reference
+
+
+def test_pair_cap_keeps_the_match(
+    monkeypatch: pytest.MonkeyPatch, source: tuple[np.ndarray, AudioFingerprint]
+) -> None:
+    from shared.kinds.audio import match
+
+    monkeypatch.setattr(match, "MAX_PAIRS", 300)
+    m = KIND.compare(source[1], source[1], SETTINGS)
+    assert matches(m) and m.details["aligned_hashes"] <= 300
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_peaks=st.integers(0, 50),
+    n_hashes=st.integers(0, 80),
+    duration_s=st.floats(0, 1e5, allow_nan=False),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_bytes_round_trip_property(n_peaks: int, n_hashes: int, duration_s: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    fp = AudioFingerprint(
+        duration_s=duration_s,
+        peak_frames=np.sort(rng.integers(0, 2**32, n_peaks, dtype=np.uint32)),
+        peak_bins=rng.integers(0, 256, n_peaks, dtype=np.uint16),
+        hashes=rng.integers(0, 2**21, n_hashes, dtype=np.uint32),
+        hash_frames=rng.integers(0, 2**32, n_hashes, dtype=np.uint32),
+    )
+    back = AudioFingerprint.from_bytes(fp.to_bytes())
+    assert back == fp and back.duration_s == duration_s

@@ -47,7 +47,7 @@ def media(tmp_path_factory: pytest.TempPathFactory, media_server: HTTPTestServer
     frames = synth.clip_frames(11, 16.0, 15)
     files["clip.mp4"] = synth.save_video(frames, d / "clip.mp4", 15)
     files["clip_trim.mp4"] = synth.save_video(frames[45:180], d / "trim.mp4", 15)
-    jpeg = (d / "photo_variant.jpg").read_bytes()
+    jpeg = files["photo_variant.jpg"].read_bytes()
     files["truncated.jpg"] = d / "truncated.jpg"
     files["truncated.jpg"].write_bytes(jpeg[: len(jpeg) // 3])
     files["text.txt"] = d / "text.txt"
@@ -140,9 +140,11 @@ def test_identical_bytes_take_the_exact_path(client: Any, media: dict[str, str])
 
 
 def test_threshold_override(client: Any, media: dict[str, str]) -> None:
-    body = {"source_url": media["photo.png"], "target_url": media["photo_variant.jpg"], "threshold": 1.0}
-    env = client("POST", "/image/match", json=body).json()
-    assert env["threshold"] == 1.0 and env["match"] is False
+    body = {"source_url": media["photo.png"], "target_url": media["other.png"]}
+    default = client("POST", "/image/match", json=body).json()
+    lenient = client("POST", "/image/match", json={**body, "threshold": 0.0}).json()
+    assert default["match"] is False and lenient["match"] is True and lenient["threshold"] == 0.0
+    assert lenient["similarity_score"] == default["similarity_score"]
 
 
 # -- async, polling, cancel, idempotency ------------------------------------------------------------

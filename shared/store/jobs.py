@@ -73,8 +73,12 @@ def new_job_id() -> str:
 
 
 def job_values(kind: str, request: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """Column values of a new queued job (shared by single jobs and batch items)."""
+    """Column values of a new queued job (shared by single jobs and batch items).
+
+    Every column is present, so rows of one bulk insert all have the same keys (an executemany takes its
+    column list from the first row)."""
     return {
+        **{c.name: None for c in jobs.columns},
         "id": new_job_id(),
         "kind": kind,
         "status": JobStatus.QUEUED.value,

@@ -117,7 +117,7 @@ def _luma(frame: av.VideoFrame) -> np.ndarray:
     """The frame's luma as a (height, width) uint8 array."""
     if frame.format.name in _LUMA_FIRST:
         plane = frame.planes[0]
-        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
         return rows[:, : plane.width]
     return frame.to_ndarray(format="gray")
 
