@@ -52,7 +52,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     limiter = Limiter(
         key_func=_limit_key,
         app=app,
-        default_limits=[settings.api.rate_limit],
+        application_limits=[settings.api.rate_limit],
         storage_uri=settings.rate_limit_storage_uri(),
         headers_enabled=True,
         strategy="moving-window",

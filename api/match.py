@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, request
 
 from api.context import caller_id, services
 from api.jobs import accepted, job_outcome

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import queue
 import shutil
@@ -88,6 +89,7 @@ def run_demo() -> int:
 
 
 def _run(work: Path) -> int:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     base = Settings.from_env({k: v for k, v in os.environ.items() if k != "REDIS_URL"})
     settings = dataclasses.replace(
         base,

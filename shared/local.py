@@ -11,7 +11,7 @@ from typing import Any
 from shared import media
 from shared.errors import UnsupportedMedia
 from shared.kinds import get_kind
-from shared.matching import MatchOptions, match_media
+from shared.matching import DEFAULT_OPTIONS, MatchOptions, match_media
 from shared.protocol import LocalMedia
 from shared.settings import Settings
 from shared.sniff import AUDIO_ONLY_MIMES, IMAGE_MIMES, VIDEO_MIMES
@@ -37,7 +37,7 @@ def infer_media_type(mime: str) -> str:
 
 
 def match_refs(
-    source: str, target: str, settings: Settings, media_type: str | None = None, options: MatchOptions = MatchOptions()
+    source: str, target: str, settings: Settings, media_type: str | None = None, options: MatchOptions = DEFAULT_OPTIONS
 ) -> dict[str, Any]:
     started = time.perf_counter()
     with media.workdir(settings, "cli-") as tmp:

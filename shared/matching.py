@@ -30,12 +30,15 @@ class MatchOptions:
         return cls(threshold=request.get("threshold"), min_segment_s=request.get("min_segment_s"))
 
 
+DEFAULT_OPTIONS = MatchOptions()
+
+
 def match_media(
     kind: MediaKind,
     source: LocalMedia,
     target: LocalMedia,
     settings: Settings,
-    options: MatchOptions = MatchOptions(),
+    options: MatchOptions = DEFAULT_OPTIONS,
     progress: Progress = no_progress,
     started_s: float | None = None,
 ) -> dict[str, Any]:
@@ -44,8 +47,8 @@ def match_media(
     durations: tuple[float | None, float | None]
     if source.sha256 == target.sha256:
         duration = kind.probe_duration_s(source, settings)
-        segments = (Segment(0.0, duration, 0.0, duration, 1.0),) if timed and duration else ()
-        result = Match(similarity_score=1.0, confidence="high", segments=segments, details={"method": "exact_bytes"})
+        whole = (Segment(0.0, duration, 0.0, duration, 1.0),) if timed and duration else ()
+        result = Match(similarity_score=1.0, confidence="high", segments=whole, details={"method": "exact_bytes"})
         durations = (duration, duration)
     else:
         fa = kind.fingerprint(source, settings, lambda f: progress(0.05 + 0.45 * f))

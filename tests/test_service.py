@@ -15,7 +15,7 @@ import requests
 from PIL import Image
 
 from cli import synth
-from shared.webhooks import verify
+from shared.webhooks import WebhookVerificationError, verify
 from tests.conftest import ApiServer, WorkerProcess
 from tests.servers import HTTPTestServer, Reply
 
@@ -208,7 +208,7 @@ def test_webhook_is_signed_and_retried(
     event = verify(api_key[1], dict(second.headers.items()), second.body)
     assert event["type"] == "job.succeeded" and event["data"]["job_id"] == job_id
     assert event["data"]["result"]["match"] is True
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         verify("whsec_" + "A" * 44, dict(second.headers.items()), second.body)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -348,3 +348,52 @@ def test_no_temporary_files_are_left(api: ApiServer, client: Any) -> None:
     tmp = api.app.extensions["mediamatch"].settings.data_dir / "tmp"
     time.sleep(0.5)
     assert not tmp.exists() or list(tmp.iterdir()) == []
+
+
+# -- guards that need their own settings ---------------------------------------------------------------
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header that declares a huge image (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused(client: Any, media: dict[str, str], media_server: HTTPTestServer) -> None:
+    bomb = media_server.serve("/bomb.png", _png_claiming(100_000, 100_000))
+    r = client("POST", "/image/match", json={"source_url": media["photo.png"], "target_url": bomb})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "media_limit_exceeded"
+
+
+def test_slow_server_times_out_with_a_typed_error(client: Any, media: dict[str, str], media_server: HTTPTestServer) -> None:
+    media_server.route("/stall.png", Reply(body=b"\x89PNG", delay_s=30))
+    r = client("POST", "/image/match", json={"source_url": media["photo.png"], "target_url": media_server.url("/stall.png")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "fetch_timeout"
+
+
+def test_upload_over_the_byte_cap_and_rate_limit(service_settings: Any, api_key: tuple[str, str]) -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(
+        service_settings,
+        fetch=dataclasses.replace(service_settings.fetch, max_image_bytes=1000),
+        api=dataclasses.replace(service_settings.api, rate_limit="3/minute"),
+    )
+    server = ApiServer(settings)
+    try:
+        headers = {"X-API-Key": api_key[0]}
+        big = {"source": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 5000), "target": ("b.png", b"\x89PNG\r\n\x1a\n")}
+        r = requests.post(f"{server.url}/image/match", files=big, headers=headers, timeout=30)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "media_too_large"
+        assert not any(p.is_file() for p in (settings.data_dir / "uploads").rglob("*"))
+        statuses = [requests.get(f"{server.url}/jobs/job_x", headers=headers, timeout=10).status_code for _ in range(3)]
+        assert statuses == [404, 404, 429]  # the upload above counted as the first of three
+        limited = requests.get(f"{server.url}/jobs/job_x", headers=headers, timeout=10)
+        assert limited.json()["error"]["code"] == "rate_limited" and "Retry-After" in limited.headers
+        assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200  # never limited
+    finally:
+        server.stop()

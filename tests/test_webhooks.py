@@ -7,7 +7,15 @@ import random
 import pytest
 
 from shared.settings import WebhookSettings
-from shared.webhooks import WebhookVerificationError, headers_for, new_secret, retry_delay_s, schedule_span_s, sign, verify
+from shared.webhooks import (
+    WebhookVerificationError,
+    headers_for,
+    new_secret,
+    retry_delay_s,
+    schedule_span_s,
+    sign,
+    verify,
+)
 
 
 def test_signature_matches_the_standard_webhooks_reference_vector() -> None:

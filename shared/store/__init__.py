@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from shared.store.batches import BatchRecord, Batches, BatchStatus
+from shared.store.batches import Batches, BatchRecord, BatchStatus
 from shared.store.deliveries import Deliveries, DeliveryRecord
 from shared.store.jobs import FINAL_STATUSES, JobRecord, Jobs, JobStatus
 from shared.store.keys import ApiKey, Keys
