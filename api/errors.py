@@ -61,6 +61,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException) -> tuple[Any, int]:
         code = {
+            400: "invalid_request",
             401: "unauthorized",
             404: "not_found",
             405: "method_not_allowed",
