@@ -12,7 +12,7 @@ or Celery.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,59 +21,20 @@ import av.error
 import numpy as np
 
 from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream
+from shared.ffmpeg import open_local
 from shared.protocol import Progress, no_progress
 
 #: Everything downstream works at this rate: landmarks only look at 0-4 kHz.
 SAMPLE_RATE_HZ = 8000
 #: Samples handed on per block (4 s): keeps memory flat whatever the input length.
 BLOCK_SAMPLES = 4 * SAMPLE_RATE_HZ
-#: Only local files; never http, tcp, pipes, concat: or subfile:.
-_FFMPEG_OPTIONS = {"protocol_whitelist": "file"}
-#: Demuxers that read lists of other inputs. They are refused even when they only name local files.
-_PLAYLIST_FORMATS = frozenset(
-    {"hls", "applehttp", "concat", "ffconcat", "dash", "image2", "sdp", "rtsp", "tee"}
-)
-#: Sniffed MIME type -> FFmpeg demuxer, so probing can never pick a playlist demuxer.
-_DEMUXER_FOR_MIME = {
-    "audio/wav": "wav",
-    "audio/ogg": "ogg",
-    "audio/flac": "flac",
-    "audio/mpeg": "mp3",
-    "audio/aac": "aac",
-    "audio/aiff": "aiff",
-    "audio/mp4": "mov",
-    "video/mp4": "mov",
-    "video/quicktime": "mov",
-    "video/webm": "matroska",
-    "video/x-matroska": "matroska",
-    "video/x-msvideo": "avi",
-    "video/x-flv": "flv",
-    "video/mpeg": "mpeg",
-    "video/mp2t": "mpegts",
-    "video/x-ms-asf": "asf",
-}
 #: A few corrupt packets are skipped (real files have glitches); more than this fails the decode.
 _MAX_BAD_PACKETS = 32
 
 
-@contextmanager
-def open_container(path: Path, mime: str | None = None) -> Iterator[Any]:
+def open_container(path: Path, mime: str | None = None) -> AbstractContextManager[Any]:
     """Open ``path`` for reading with FFmpeg restricted to local files; refuse playlists."""
-    if path.stat().st_size == 0:
-        raise EmptyMedia("the audio file is empty")
-    try:
-        container = av.open(
-            str(path), mode="r", format=_DEMUXER_FOR_MIME.get(mime or ""), options=_FFMPEG_OPTIONS
-        )
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeFailed(f"cannot open the audio container: {exc}") from exc
-    try:
-        names = set(str(container.format.name).split(","))
-        if names & _PLAYLIST_FORMATS:
-            raise DecodeFailed(f"container format {container.format.name!r} (a playlist) is not accepted")
-        yield container
-    finally:
-        container.close()
+    return open_local(path, mime, "audio")
 
 
 def container_duration_s(container: Any) -> float | None:

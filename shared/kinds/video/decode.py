@@ -30,7 +30,8 @@ import av
 import cv2
 import numpy as np
 
-from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream, UnsupportedMedia
+from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream
+from shared.ffmpeg import open_local
 from shared.protocol import LocalMedia, Progress
 from shared.settings import VideoSettings
 
@@ -40,28 +41,6 @@ WORK_SIDE = 256
 MIN_FRAMES_PER_STEP = 3
 #: ... judged over this much content time; otherwise decoding restarts without skipping.
 SPARSE_CHECK_S = 10.0
-
-#: The demuxer for each sniffed type; FFmpeg never probes a format we did not sniff.
-DEMUXER_FOR_MIME = {
-    "video/mp4": "mov",
-    "video/quicktime": "mov",
-    "audio/mp4": "mov",
-    "video/webm": "matroska",
-    "video/x-matroska": "matroska",
-    "video/x-msvideo": "avi",
-    "video/x-flv": "flv",
-    "video/mpeg": "mpeg",
-    "video/mp2t": "mpegts",
-    "video/x-ms-asf": "asf",
-    "audio/ogg": "ogg",
-    "audio/wav": "wav",
-    "audio/flac": "flac",
-    "audio/mpeg": "mp3",
-    "audio/aac": "aac",
-    "audio/aiff": "aiff",
-}
-#: Demuxers that read lists of other files or URLs; refused even if one were reached.
-REFUSED_DEMUXERS = frozenset({"hls", "applehttp", "concat", "dash", "image2", "lavfi", "tee", "sdp", "rtsp"})
 
 #: Pixel formats whose first plane is 8-bit luma, read directly without a colour conversion.
 _LUMA_FIRST = frozenset(
@@ -75,22 +54,7 @@ def open_video(
     media: LocalMedia,
 ) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
     """Open ``media`` safely and yield its container and first real video stream."""
-    path = Path(media.path)
-    if media.size_bytes == 0 or not path.is_file() or path.stat().st_size == 0:
-        raise EmptyMedia("the video file is empty")
-    url = "file:" + str(path.resolve())
-    try:
-        container = av.open(
-            url,
-            mode="r",
-            format=DEMUXER_FOR_MIME.get(media.mime),
-            options={"protocol_whitelist": "file"},
-        )
-    except av.FFmpegError as exc:
-        raise DecodeFailed(f"cannot open the video: {exc}") from exc
-    try:
-        if set(container.format.name.split(",")) & REFUSED_DEMUXERS:
-            raise UnsupportedMedia(f"container format {container.format.name!r} is not accepted")
+    with open_local(Path(media.path), media.mime, "video") as container:
         stream = next(
             (s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)),
             None,
@@ -98,8 +62,6 @@ def open_video(
         if stream is None:
             raise NoStream("the file has no video stream")
         yield container, stream
-    finally:
-        container.close()
 
 
 def header_duration_s(
