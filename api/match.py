@@ -7,6 +7,7 @@ or when the wait runs out, it answers 202 with the job and a ``Location`` header
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -78,8 +79,13 @@ def _create_job(kind: str) -> tuple[JobRecord, bool]:
 
 def _multipart(kind: str) -> tuple[dict[str, Any], dict[str, str]]:
     svc = services()
-    form = {k: v for k, v in request.form.items() if v != ""}
-    body = load_or_raise(_REQUEST, {k: form[k] for k in form if k != "metadata"})
+    form: dict[str, Any] = {k: v for k, v in request.form.items() if v != ""}
+    if "metadata" in form:  # a JSON object in a form field
+        try:
+            form["metadata"] = json.loads(form["metadata"])
+        except ValueError as exc:
+            raise InvalidRequest("metadata must be a JSON object") from exc
+    body = load_or_raise(_REQUEST, form)
     folder = svc.settings.data_dir / "uploads" / uuid.uuid4().hex
     folder.mkdir(parents=True, exist_ok=True)
     uploads: dict[str, str] = {}

@@ -279,9 +279,10 @@ def test_multipart_upload(client: Any, api: ApiServer) -> None:
     Image.fromarray(photo).save(buf_a, "PNG")
     Image.fromarray(photo).resize((240, 180)).save(buf_b, "JPEG", quality=70)
     files = {"source": ("a.png", buf_a.getvalue()), "target": ("b.jpg", buf_b.getvalue())}
-    r = client("POST", "/image/match", files=files)
+    r = client("POST", "/image/match", files=files, data={"metadata": json.dumps({"ticket": 7}), "threshold": "0.6"})
     assert r.status_code == 200, r.text
-    assert r.json()["match"] is True
+    assert r.json()["match"] is True and r.json()["threshold"] == 0.6
+    assert client("GET", f"/jobs/{r.json()['job_id']}").json()["metadata"] == {"ticket": 7}
     uploads = api.app.extensions["mediamatch"].settings.data_dir / "uploads"
     assert not any(p.is_file() for p in uploads.rglob("*"))  # removed after the job
 
