@@ -70,15 +70,25 @@ class FetchResult:
     redirects: int
 
 
-def fetch_to_file(url: str, dest: Path, *, max_bytes: int, settings: FetchSettings) -> FetchResult:
+def fetch_to_file(
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    settings: FetchSettings,
+    on_bytes: Callable[[int], None] | None = None,
+) -> FetchResult:
     """Download ``url`` to ``dest`` under the SSRF, redirect, time and byte limits described above.
 
     The body is written to a temporary sibling and renamed to ``dest`` on success; on any error neither
     exists afterwards (a ``dest`` that existed before is removed too: it would have been overwritten).
+    ``on_bytes`` is called with the running byte count after each chunk; it may raise (e.g. ``JobCanceled``)
+    to abort the download.
     """
     deadline = _Deadline(settings.total_timeout_s)
     allow = allow_networks(settings)
-    return _write_atomically(dest, lambda sink: _download(url, sink, deadline, allow, max_bytes, settings))
+    fill = lambda sink: _download(url, sink, deadline, allow, max_bytes, settings)  # noqa: E731
+    return _write_atomically(dest, fill, on_bytes)
 
 
 def save_stream(stream: BinaryIO, dest: Path, *, max_bytes: int) -> FetchResult:
@@ -98,8 +108,9 @@ def save_stream(stream: BinaryIO, dest: Path, *, max_bytes: int) -> FetchResult:
 class _Sink:
     """Writes to a file while counting, hashing and keeping the head; refuses to grow past the cap."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> None:
         self.file, self.size, self.head, self.digest = file, 0, b"", hashlib.sha256()
+        self.on_bytes = on_bytes
 
     def write(self, data: bytes, max_bytes: int) -> None:
         self.size += len(data)
@@ -109,16 +120,20 @@ class _Sink:
             self.head += data[: SNIFF_BYTES - len(self.head)]
         self.digest.update(data)
         self.file.write(data)
+        if self.on_bytes is not None:
+            self.on_bytes(self.size)
 
 
-def _write_atomically(dest: Path, fill: Callable[[_Sink], tuple[str, int]]) -> FetchResult:
+def _write_atomically(
+    dest: Path, fill: Callable[[_Sink], tuple[str, int]], on_bytes: Callable[[int], None] | None = None
+) -> FetchResult:
     # A temporary sibling renamed into place: readers never see a partial file, and on any failure
     # (including BaseException such as a Celery time limit) neither the temporary file nor dest remains.
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as file:
-            sink = _Sink(file)
+            sink = _Sink(file, on_bytes)
             final_url, redirects = fill(sink)
         if sink.size == 0:
             raise EmptyMedia("the media is empty (0 bytes)")

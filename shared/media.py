@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,12 +39,19 @@ def is_url(ref: str) -> bool:
 
 
 def resolve(
-    ref: str, kind: MediaKind, settings: Settings, dest_dir: Path, name: str, *, allow_local_paths: bool = False
+    ref: str,
+    kind: MediaKind,
+    settings: Settings,
+    dest_dir: Path,
+    name: str,
+    *,
+    allow_local_paths: bool = False,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> LocalMedia:
     """Fetch a URL (or, in the CLI, read a local path) into ``dest_dir/name`` and describe it."""
     max_bytes = settings.fetch.max_bytes_for(kind.name)
     if is_url(ref):
-        result = fetch_to_file(ref, dest_dir / name, max_bytes=max_bytes, settings=settings.fetch)
+        result = fetch_to_file(ref, dest_dir / name, max_bytes=max_bytes, settings=settings.fetch, on_bytes=on_bytes)
         return describe(dest_dir / name, result, kind)
     if not allow_local_paths:
         raise UrlNotAllowed("only http and https URLs are accepted")

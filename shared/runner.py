@@ -48,6 +48,10 @@ class Heartbeat:
 
     def progress(self, fraction: float) -> None:
         self._progress = fraction
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``JobCanceled`` once the job was canceled (the beat thread notices within one interval)."""
         if self.canceled.is_set():
             raise JobCanceled("the job was canceled")
 
@@ -75,7 +79,7 @@ def run_job(
     started = time.perf_counter()
     with Heartbeat(store, job_id, settings.queue.heartbeat_s) as beat:
         try:
-            envelope = execute(job, settings, beat.progress, started)
+            envelope = execute(job, settings, beat, started)
             envelope["job_id"] = job.id
             store.jobs.finish(job_id, result=envelope)
         except JobCanceled:
@@ -93,16 +97,17 @@ def run_job(
     return True
 
 
-def execute(job: JobRecord, settings: Settings, progress: Callable[[float], None], started_s: float) -> dict[str, Any]:
+def execute(job: JobRecord, settings: Settings, beat: Heartbeat, started_s: float) -> dict[str, Any]:
     kind = get_kind(job.kind)
     req = job.request
     with media.workdir(settings) as tmp:
         try:
-            source = _input(req, "source", kind, settings, tmp)
-            progress(0.02)
-            target = _input(req, "target", kind, settings, tmp)
-            progress(0.05)
-            return match_media(kind, source, target, settings, MatchOptions.from_request(req), progress, started_s)
+            source = _input(req, "source", kind, settings, tmp, beat.check)
+            beat.progress(0.02)
+            target = _input(req, "target", kind, settings, tmp, beat.check)
+            beat.progress(0.05)
+            options = MatchOptions.from_request(req)
+            return match_media(kind, source, target, settings, options, beat.progress, started_s)
         finally:
             for side in ("source", "target"):
                 upload = req.get(f"{side}_upload")
@@ -110,20 +115,26 @@ def execute(job: JobRecord, settings: Settings, progress: Callable[[float], None
                     Path(upload).unlink(missing_ok=True)
 
 
-def _input(req: dict[str, Any], side: str, kind: MediaKind, settings: Settings, tmp: Path) -> LocalMedia:
+def _input(
+    req: dict[str, Any], side: str, kind: MediaKind, settings: Settings, tmp: Path, check_cancel: Callable[[], None]
+) -> LocalMedia:
     upload = req.get(f"{side}_upload")
     if upload:
         path = Path(upload)
         return media.describe(path, media.hash_file(path, settings.fetch.max_bytes_for(kind.name)), kind)
-    return fetch_with_retries(req[f"{side}_url"], kind, settings, tmp, side)
+    return fetch_with_retries(req[f"{side}_url"], kind, settings, tmp, side, check_cancel)
 
 
-def fetch_with_retries(url: str, kind: MediaKind, settings: Settings, tmp: Path, name: str) -> LocalMedia:
-    """Retry transient fetch failures (timeouts, resets, upstream 5xx/429) with exponential backoff."""
+def fetch_with_retries(
+    url: str, kind: MediaKind, settings: Settings, tmp: Path, name: str, check_cancel: Callable[[], None]
+) -> LocalMedia:
+    """Retry transient fetch failures (timeouts, resets, upstream 5xx/429) with exponential backoff.
+
+    ``check_cancel`` runs after every chunk, so canceling a job also stops its download."""
     attempt = 0
     while True:
         try:
-            return media.resolve(url, kind, settings, tmp, name)
+            return media.resolve(url, kind, settings, tmp, name, on_bytes=lambda _n: check_cancel())
         except FetchError as exc:
             if not exc.transient or attempt >= settings.queue.fetch_retries:
                 raise

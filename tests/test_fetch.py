@@ -29,6 +29,7 @@ from shared.errors import (
     FetchConnectionError,
     FetchError,
     FetchTimeout,
+    JobCanceled,
     MediaTooLarge,
     TooManyRedirects,
     UnsupportedMedia,
@@ -277,6 +278,22 @@ def test_declared_length_over_the_cap_is_refused_before_reading(srv: HTTPTestSer
 def test_endless_stream_stops_at_the_cap(srv: HTTPTestServer, dest: Path) -> None:
     srv.route("/endless", Reply(body=b"y" * 65536, endless=True))
     fails(MediaTooLarge, srv.url("/endless"), dest, max_bytes=300_000)
+
+
+def test_on_bytes_can_abort_a_download(srv: HTTPTestServer, dest: Path) -> None:
+    """A canceled job stops its download at the next chunk, leaving nothing behind."""
+    srv.route("/endless", Reply(body=b"y" * 65536, endless=True))
+    seen: list[int] = []
+
+    def on_bytes(total: int) -> None:
+        seen.append(total)
+        if total > 200_000:
+            raise JobCanceled("canceled")
+
+    with pytest.raises(JobCanceled):
+        fetch_to_file(srv.url("/endless"), dest, max_bytes=CAP, settings=LOCAL, on_bytes=on_bytes)
+    assert seen == sorted(seen) and 200_000 < seen[-1] < CAP
+    assert list(dest.parent.iterdir()) == []
 
 
 def test_slow_server_times_out(srv: HTTPTestServer, dest: Path) -> None:
