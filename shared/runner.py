@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared import media
+from shared import catalog, media
 from shared.batch import complete_if_done
 from shared.errors import FetchError, JobCanceled, JobTimeout, MediaMatchError
 from shared.kinds import get_kind
@@ -79,7 +79,7 @@ def run_job(
     started = time.perf_counter()
     with Heartbeat(store, job_id, settings.queue.heartbeat_s) as beat:
         try:
-            envelope = execute(job, settings, beat, started)
+            envelope = execute(store, job, settings, beat, started)
             envelope["job_id"] = job.id
             store.jobs.finish(job_id, result=envelope)
         except JobCanceled:
@@ -97,11 +97,16 @@ def run_job(
     return True
 
 
-def execute(job: JobRecord, settings: Settings, beat: Heartbeat, started_s: float) -> dict[str, Any]:
+def execute(store: Store, job: JobRecord, settings: Settings, beat: Heartbeat, started_s: float) -> dict[str, Any]:
+    """Run the job's operation: a pairwise ``match``, or a catalog ``ingest`` or ``search`` of one input."""
     kind = get_kind(job.kind)
     req = job.request
     with media.workdir(settings) as tmp:
         try:
+            if job.op in ("ingest", "search"):
+                op = catalog.ingest if job.op == "ingest" else catalog.search
+                load = lambda k: _input(req, "source", k, settings, tmp, beat.check)  # noqa: E731
+                return op(store, settings, job.kind, req, load, beat.progress)
             source = _input(req, "source", kind, settings, tmp, beat.check)
             beat.progress(0.02)
             target = _input(req, "target", kind, settings, tmp, beat.check)

@@ -19,3 +19,17 @@ def get_kind(name: str) -> MediaKind:
     module = importlib.import_module(f"shared.kinds.{name}")
     kind: MediaKind = module.KIND
     return kind
+
+
+#: Where each kind's fingerprint type lives (its ``version`` keys the fingerprint cache).
+_FINGERPRINT_TYPES = {
+    "image": ("shared.kinds.image.fingerprint", "ImageFingerprint"),
+    "audio": ("shared.kinds.audio.fingerprint", "AudioFingerprint"),
+    "video": ("shared.kinds.video.fingerprint", "VideoFingerprint"),
+}
+
+
+def fingerprint_version(name: str) -> int:
+    """The version of ``name``'s current fingerprint format."""
+    module, cls = _FINGERPRINT_TYPES[name]
+    return int(getattr(importlib.import_module(module), cls).version)

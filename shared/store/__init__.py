@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from shared.store.batches import Batches, BatchRecord, BatchStatus
+from shared.store.catalogs import CatalogRecord, Catalogs, ItemRecord, StoredFingerprint
 from shared.store.deliveries import Deliveries, DeliveryRecord
 from shared.store.jobs import FINAL_STATUSES, JobRecord, Jobs, JobStatus
 from shared.store.keys import ApiKey, Keys
@@ -24,6 +25,10 @@ __all__ = [
     "BatchRecord",
     "BatchStatus",
     "Batches",
+    "CatalogRecord",
+    "Catalogs",
+    "ItemRecord",
+    "StoredFingerprint",
     "Deliveries",
     "DeliveryRecord",
     "FINAL_STATUSES",
@@ -64,6 +69,7 @@ class Store:
         self.jobs = Jobs(engine)
         self.batches = Batches(engine)
         self.deliveries = Deliveries(engine)
+        self.catalogs = Catalogs(engine)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -39,6 +39,7 @@ class JobRecord:
     id: str
     api_key_id: str | None
     kind: str
+    op: str
     status: JobStatus
     created_at: float
     enqueued_at: float | None
@@ -81,6 +82,7 @@ def job_values(kind: str, request: dict[str, Any], **extra: Any) -> dict[str, An
         **{c.name: None for c in jobs.columns},
         "id": new_job_id(),
         "kind": kind,
+        "op": "match",
         "status": JobStatus.QUEUED.value,
         "created_at": time.time(),
         "progress": 0.0,
@@ -102,6 +104,7 @@ class Jobs:
         api_key_id: str | None,
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
+        op: str = "match",
     ) -> tuple[JobRecord, bool]:
         """Insert a queued job; with an ``idempotency_key`` already used by this key, return that job."""
         if idempotency_key:
@@ -109,7 +112,7 @@ class Jobs:
             if existing:
                 return existing, False
         values = job_values(
-            kind, request, api_key_id=api_key_id, idempotency_key=idempotency_key, webhook_url=webhook_url
+            kind, request, api_key_id=api_key_id, idempotency_key=idempotency_key, webhook_url=webhook_url, op=op
         )
         try:
             with self.engine.begin() as conn:

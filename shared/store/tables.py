@@ -30,6 +30,8 @@ jobs = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("api_key_id", sa.String(40), nullable=True),
     sa.Column("kind", sa.String(16), nullable=False),
+    # What the job does: "match" (pairwise), "ingest" (into a catalog), "search" (against a catalog).
+    sa.Column("op", sa.String(16), nullable=False, default="match"),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("enqueued_at", sa.Float, nullable=True),
@@ -99,4 +101,60 @@ delivery_attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("duration_ms", sa.Integer, nullable=False),
     sa.PrimaryKeyConstraint("delivery_id", "attempt"),
+)
+
+
+# -- catalogs (one-to-many search) ------------------------------------------------------------------------
+
+catalogs = sa.Table(
+    "catalogs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("api_key_id", sa.String(40), nullable=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("media_types", sa.JSON, nullable=False),
+    sa.Column("thresholds", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+catalog_items = sa.Table(
+    "catalog_items",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("catalog_id", sa.String(40), nullable=False),
+    sa.Column("external_id", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("metadata", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("catalog_id", "external_id", name="uq_catalog_items_external"),
+    sa.Index("ix_catalog_items_kind", "catalog_id", "kind"),
+)
+
+# An append-only log of item changes: an index replica applies the events after the last one it saw,
+# so new items are searchable at the next query without a rebuild.
+catalog_events = sa.Table(
+    "catalog_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("catalog_id", sa.String(40), nullable=False),
+    sa.Column("item_pk", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_catalog_events", "catalog_id", "id"),
+)
+
+# Content-addressed fingerprints of everything ingested or searched, so a re-scan never fetches again.
+fingerprints = sa.Table(
+    "fingerprints",
+    metadata,
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("mime", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.PrimaryKeyConstraint("sha256", "kind", "version"),
 )

@@ -1,0 +1,94 @@
+"""Catalog operations run by workers: ingest one item, search one query, with fingerprints cached.
+
+Every input's fingerprint is stored under its content hash (``fingerprints`` table), so the same bytes
+are decoded once: re-ingesting, searching again or re-scanning reuses it without fetching the media.
+Search ranks the catalog replica's candidates with the kind's own ``compare``, so each hit carries the
+same ``similarity_score``, ``match``, ``confidence`` and ``matched_segments`` as a pairwise match.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shared.index.replica import Hit, replica
+from shared.kinds import fingerprint_version, get_kind
+from shared.protocol import Fingerprint, LocalMedia, MediaKind, Progress
+from shared.settings import Settings
+from shared.store import Store, StoredFingerprint
+from shared.store.catalogs import require_kind
+
+
+def cached_fingerprint(store: Store, kind: MediaKind, media: LocalMedia, settings: Settings, progress: Progress) -> Fingerprint:
+    version = fingerprint_version(kind.name)
+    stored = store.catalogs.get_fingerprint(media.sha256, kind.name, version)
+    if stored is not None:
+        return kind.fingerprint_from_bytes(stored.data)
+    fp = kind.fingerprint(media, settings, progress)
+    store.catalogs.put_fingerprint(
+        StoredFingerprint(media.sha256, kind.name, version, fp.to_bytes(), media.size_bytes, media.mime)
+    )
+    return fp
+
+
+def ingest(
+    store: Store, settings: Settings, kind_name: str, request: dict[str, Any],
+    load: Callable[[MediaKind], LocalMedia], progress: Progress,
+) -> dict[str, Any]:
+    catalog = store.catalogs.get(request["catalog_id"])
+    require_kind(catalog, kind_name)
+    kind = get_kind(kind_name)
+    media = load(kind)
+    fp = cached_fingerprint(store, kind, media, settings, progress)
+    item = store.catalogs.upsert_item(catalog.id, request["external_id"], kind.name, media.sha256, request.get("metadata"))
+    return {
+        "catalog_id": catalog.id,
+        "external_id": item.external_id,
+        "media_type": kind.name,
+        "sha256": media.sha256,
+        "size_bytes": media.size_bytes,
+        "duration_s": fp.duration_s,
+        "fingerprint_bytes": len(fp.to_bytes()),
+    }
+
+
+def search(
+    store: Store, settings: Settings, kind_name: str, request: dict[str, Any],
+    load: Callable[[MediaKind], LocalMedia], progress: Progress,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    catalog = store.catalogs.get(request["catalog_id"])
+    require_kind(catalog, kind_name)
+    kind = get_kind(kind_name)
+    media = load(kind)
+    query = cached_fingerprint(store, kind, media, settings, progress)
+    index = replica(catalog.id, kind, fingerprint_version(kind.name))
+    index.refresh(store)
+    threshold = request.get("threshold")
+    if threshold is None:
+        threshold = catalog.thresholds.get(kind.name, settings.threshold_for(kind.name))
+    hits = index.search(query, settings, int(request.get("top_k") or 10))
+    return {
+        "catalog_id": catalog.id,
+        "media_type": kind.name,
+        "threshold": threshold,
+        "hits": [hit_json(h, threshold) for h in hits],
+        "query": {"sha256": media.sha256, "size_bytes": media.size_bytes, "mime": media.mime, "duration_s": query.duration_s},
+        "index": index.stats(),
+        "processing_time_ms": int((time.perf_counter() - started) * 1000),
+    }
+
+
+def hit_json(hit: Hit, threshold: float) -> dict[str, Any]:
+    m = hit.match
+    return {
+        "external_id": hit.item.external_id,
+        "metadata": hit.item.metadata,
+        "match": m.similarity_score >= threshold,
+        "confidence": m.confidence,
+        "similarity_score": round(float(m.similarity_score), 4),
+        "matched_segments": [s.to_json() for s in m.segments],
+        "warnings": list(m.warnings),
+        "details": dict(m.details),
+    }

@@ -1,0 +1,44 @@
+"""Catalog indexes: find, among many stored fingerprints, the few worth a full ``compare``.
+
+One protocol serves every kind (``CandidateIndex``: ``add``, ``remove``, ``candidates``). The brute-force
+index is the reference: it proposes every item, so search through it is exactly pairwise matching
+against the whole catalog. Faster kind-specific indexes must return a superset of the items that would
+score at or above the operating threshold, which the conformance tests check against this reference.
+``replica.CatalogIndex`` keeps one index per (catalog, kind) fresh from the database's change log.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from shared.protocol import Fingerprint
+
+
+class CandidateIndex(Protocol):
+    def add(self, key: int, fp: Fingerprint) -> None: ...
+
+    def remove(self, key: int) -> None: ...
+
+    def candidates(self, query: Fingerprint, limit: int) -> list[int]:
+        """Keys worth comparing with ``query``, best first when the index can rank them."""
+
+    def __len__(self) -> int: ...
+
+
+class BruteForceIndex:
+    """Every item is a candidate: exact, and the reference the fast indexes are checked against."""
+
+    def __init__(self) -> None:
+        self._keys: dict[int, None] = {}
+
+    def add(self, key: int, fp: Fingerprint) -> None:
+        self._keys[key] = None
+
+    def remove(self, key: int) -> None:
+        self._keys.pop(key, None)
+
+    def candidates(self, query: Fingerprint, limit: int) -> list[int]:
+        return list(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
