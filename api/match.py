@@ -20,6 +20,6 @@ _SIDES = {"source": "source_url", "target": "target_url"}
 def match(kind: str) -> Any:
     if kind not in KIND_NAMES:
         raise NotFound(f"no endpoint /{kind}/match; media types are {', '.join(KIND_NAMES)}")
-    body, uploads = read_body(_REQUEST, kind, {"source": "source", "target": "target"})
+    body, uploads = read_body(_REQUEST, lambda _body: kind, {"source": "source", "target": "target"})
     require_inputs(body, uploads, _SIDES)
     return submit(kind, "match", body, uploads)

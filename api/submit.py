@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,12 @@ from worker import dispatch
 POLL_INTERVAL_S = 0.05
 
 
-def read_body(schema: Schema, kind: str, files: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+def read_body(
+    schema: Schema, kind_of: Callable[[dict[str, Any]], str], files: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The validated body, and the uploads saved to disk as ``{"<side>_upload": path}``.
 
+    ``kind_of`` tells the media kind from the validated body (uploads are sniffed against it);
     ``files`` maps multipart field names to sides, e.g. ``{"source": "source", "target": "target"}``.
     """
     if request.mimetype != "multipart/form-data":
@@ -51,7 +55,7 @@ def read_body(schema: Schema, kind: str, files: dict[str, str]) -> tuple[dict[st
         for field, side in files.items():
             upload = request.files.get(field)
             if upload is not None:
-                saved = media.save_upload(upload.stream, get_kind(kind), svc.settings, folder / side)
+                saved = media.save_upload(upload.stream, get_kind(kind_of(body)), svc.settings, folder / side)
                 uploads[f"{side}_upload"] = str(saved.path)
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)

@@ -14,7 +14,7 @@ from typing import Any
 from shared import media
 from shared.errors import InvalidRequest, MediaMatchError
 from shared.fetch import fetch_to_file
-from shared.schemas import MEDIA_TYPES, BatchItemSchema, load_or_raise
+from shared.schemas import MEDIA_TYPES, BatchItemSchema, ItemRequestSchema, load_or_raise
 from shared.settings import Settings
 from shared.store import JobStatus, Store
 from shared.store.jobs import job_values
@@ -22,6 +22,7 @@ from shared.views import batch_event
 
 CHUNK = 1000
 _ITEM = BatchItemSchema()
+_INGEST_ITEM = ItemRequestSchema(exclude=("manifest_url", "webhook_url"))
 
 
 def expand(
@@ -100,10 +101,21 @@ def _item_row(index: int, raw: Any, batch_id: str, api_key_id: str | None, optio
             raise InvalidRequest("item is not a JSON object")
         if "__invalid__" in raw:
             raise InvalidRequest(raw["__invalid__"])
-        item = load_or_raise(_ITEM, raw)
+        op = options.get("op", "match")
+        item = load_or_raise(_INGEST_ITEM if op == "ingest" else _ITEM, raw)
         kind = item.get("media_type") or options.get("media_type")
         if kind not in MEDIA_TYPES:
             raise InvalidRequest("media_type is required (per item or for the whole batch)")
+        if op == "ingest":
+            if not item.get("url") or not item.get("external_id"):
+                raise InvalidRequest("each item needs url and external_id")
+            request = {
+                "catalog_id": options["catalog_id"],
+                "external_id": item["external_id"],
+                "source_url": item["url"],
+                "metadata": item.get("metadata"),
+            }
+            return job_values(kind, request, item_id=item["external_id"], op=op, **extra)
         request = {
             "source_url": item.get("source_url") or item.get("source"),
             "target_url": item.get("target_url") or item.get("target"),

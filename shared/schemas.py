@@ -131,3 +131,52 @@ def load_or_raise(schema: Schema, data: Any) -> dict[str, Any]:
     except ValidationError as exc:
         raise InvalidRequest("the request body is not valid", fields=exc.messages) from exc
     return loaded
+
+
+# -- catalogs --------------------------------------------------------------------------------------------
+class CatalogRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    media_types = fields.List(
+        fields.String(validate=validate.OneOf(MEDIA_TYPES)), load_default=list(MEDIA_TYPES), validate=validate.Length(min=1)
+    )
+    thresholds = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(MEDIA_TYPES)),
+        values=fields.Float(validate=validate.Range(min=0.0, max=1.0)),
+        load_default=dict,
+    )
+
+
+class ItemRequestSchema(Schema):
+    """One item to ingest (``url`` or a multipart ``upload``), or a JSONL ``manifest_url`` of such items."""
+
+    class Meta:
+        unknown = RAISE
+
+    url = URL
+    external_id = fields.String(validate=validate.Length(min=1, max=200))
+    metadata = fields.Dict()
+    media_type = fields.String(validate=validate.OneOf(MEDIA_TYPES))
+    manifest_url = URL
+    webhook_url = URL
+
+
+class ItemPatchSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    enabled = fields.Boolean(required=True)
+
+
+class SearchRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    url = URL
+    catalog = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    top_k = fields.Integer(load_default=10, validate=validate.Range(min=1, max=1000))
+    threshold = fields.Float(validate=validate.Range(min=0.0, max=1.0))
+    webhook_url = URL
+    metadata = fields.Dict()

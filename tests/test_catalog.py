@@ -1,0 +1,182 @@
+"""Catalogs: ingest, search, disable and delete, incremental freshness and restarts, on SQLite and
+PostgreSQL (pure functions), and end to end through the API and a real worker."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+from cli import synth
+from shared import catalog, media
+from shared.index import replica as replica_module
+from shared.kinds import get_kind
+from shared.protocol import LocalMedia, MediaKind, no_progress
+from shared.settings import Settings
+from shared.store import Store
+from tests.conftest import ApiServer, WorkerProcess, base_settings
+from tests.servers import HTTPTestServer
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    s = Store.from_url(url)
+    yield s
+    from shared.store.tables import metadata
+
+    metadata.drop_all(s.engine)
+    s.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("photos")
+    out = {f"p{i}": synth.save_image(synth.photo(100 + i), d / f"p{i}.png") for i in range(6)}
+    out["query"] = synth.save_image(np.ascontiguousarray(synth.photo(102)[:, ::-1]), d / "q.jpg", quality=55)
+    return out
+
+
+def loader(path: Path, settings: Settings) -> Any:
+    def load(kind: MediaKind) -> LocalMedia:
+        return media.describe(path, media.hash_file(path, 1 << 30), kind)
+
+    return load
+
+
+def ingest(store: Store, settings: Settings, catalog_id: str, external_id: str, path: Path) -> dict[str, Any]:
+    request = {"catalog_id": catalog_id, "external_id": external_id, "metadata": {"name": external_id}}
+    return catalog.ingest(store, settings, "image", request, loader(path, settings), no_progress)
+
+
+def search(store: Store, settings: Settings, catalog_id: str, path: Path, top_k: int = 3) -> list[dict[str, Any]]:
+    request = {"catalog_id": catalog_id, "top_k": top_k}
+    return catalog.search(store, settings, "image", request, loader(path, settings), no_progress)["hits"]
+
+
+def test_ingest_search_disable_delete_and_restart(store: Store, photos: dict[str, Path], tmp_path: Path) -> None:
+    settings = base_settings(tmp_path)
+    cat = store.catalogs.create(None, "refs", ["image"], {})
+    for i in range(5):
+        ingest(store, settings, cat.id, f"p{i}", photos[f"p{i}"])
+    hits = search(store, settings, cat.id, photos["query"])
+    assert hits[0]["external_id"] == "p2" and hits[0]["match"] is True
+    assert hits[0]["metadata"] == {"name": "p2"} and all(not h["match"] for h in hits[1:])
+
+    # Fresh: an item ingested after the replica was built is found by the very next search.
+    ingest(store, settings, cat.id, "p5", photos["p5"])
+    assert search(store, settings, cat.id, photos["p5"])[0]["external_id"] == "p5"
+
+    store.catalogs.set_enabled(cat.id, "p2", False)
+    assert all(h["external_id"] != "p2" for h in search(store, settings, cat.id, photos["query"]))
+    store.catalogs.set_enabled(cat.id, "p2", True)
+    assert search(store, settings, cat.id, photos["query"])[0]["external_id"] == "p2"
+
+    before = search(store, settings, cat.id, photos["query"], top_k=10)
+    replica_module.drop(cat.id)  # a restart: the replica is rebuilt from the database
+    assert search(store, settings, cat.id, photos["query"], top_k=10) == before
+
+    store.catalogs.delete_item(cat.id, "p2")
+    assert all(h["external_id"] != "p2" for h in search(store, settings, cat.id, photos["query"]))
+    assert store.catalogs.stats(cat.id)["items"] == {"image": {"enabled": 5, "disabled": 0}}
+
+
+def test_fingerprints_are_cached_by_content(store: Store, photos: dict[str, Path], tmp_path: Path) -> None:
+    settings = base_settings(tmp_path)
+    cat = store.catalogs.create(None, "refs", ["image"], {})
+    ingest(store, settings, cat.id, "a", photos["p0"])
+    calls: list[str] = []
+    kind = get_kind("image")
+
+    class Counting:
+        name = "image"
+
+        def __getattr__(self, attr: str) -> Any:
+            if attr == "fingerprint":
+                calls.append(attr)
+            return getattr(kind, attr)
+
+    media_p0 = media.describe(photos["p0"], media.hash_file(photos["p0"], 1 << 30), kind)
+    catalog.cached_fingerprint(store, Counting(), media_p0, settings, no_progress)  # type: ignore[arg-type]
+    assert calls == []  # served from the cache, nothing decoded
+
+
+# -- through the API, with a real worker ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(photos: dict[str, Path], media_server: HTTPTestServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    urls = {name: media_server.serve(f"/cat/{name}", path.read_bytes()) for name, path in photos.items()}
+    d = tmp_path_factory.mktemp("clips")
+    frames = synth.clip_frames(41, 14.0, 10)
+    urls["clip"] = media_server.serve("/cat/clip.mp4", synth.save_video(frames, d / "clip.mp4", 10).read_bytes())
+    urls["clip_part"] = media_server.serve(
+        "/cat/part.mp4", synth.save_video(frames[30:110], d / "part.mp4", 10).read_bytes()
+    )
+    return urls
+
+
+@pytest.fixture(scope="module")
+def client(api: ApiServer, api_key: tuple[str, str], worker: WorkerProcess) -> Any:
+    session = requests.Session()
+    session.headers["X-API-Key"] = api_key[0]
+    return lambda method, path, **kw: session.request(method, api.url + path, timeout=60, **kw)
+
+
+def test_catalog_api_end_to_end(client: Any, served: dict[str, str], media_server: HTTPTestServer) -> None:
+    r = client("POST", "/catalogs", json={"name": "refs", "media_types": ["image", "video"]})
+    assert r.status_code == 201
+    cat = r.json()["catalog_id"]
+    for i in range(4):
+        r = client("POST", f"/catalogs/{cat}/items",
+                   json={"url": served[f"p{i}"], "external_id": f"p{i}", "media_type": "image", "metadata": {"i": i}})
+        assert r.status_code == 200, r.text
+        assert r.json()["external_id"] == f"p{i}" and r.json()["fingerprint_bytes"] > 0
+    r = client("POST", f"/catalogs/{cat}/items", json={"url": served["clip"], "external_id": "clip", "media_type": "video"})
+    assert r.status_code == 200, r.text
+
+    r = client("POST", "/image/search", json={"url": served["query"], "catalog": cat, "top_k": 2})
+    assert r.status_code == 200, r.text
+    top = r.json()["hits"][0]
+    assert top["external_id"] == "p2" and top["match"] is True and top["metadata"] == {"i": 2}
+    assert top["matched_segments"] == [] and 0 <= top["similarity_score"] <= 1
+
+    r = client("POST", "/video/search", json={"url": served["clip_part"], "catalog": cat})
+    (hit,) = [h for h in r.json()["hits"] if h["match"]]
+    assert hit["external_id"] == "clip"
+    seg = max(hit["matched_segments"], key=lambda s: s["source_end"] - s["source_start"])
+    # The query is the reference's seconds 3..11: the query's 0 s sits at the reference's 3 s.
+    assert abs(seg["target_start"] - 3.0) <= 0.75 and abs(seg["source_start"]) <= 0.75
+
+    assert client("PATCH", f"/catalogs/{cat}/items/p2", json={"enabled": False}).json()["enabled"] is False
+    hits = client("POST", "/image/search", json={"url": served["query"], "catalog": cat}).json()["hits"]
+    assert all(h["external_id"] != "p2" for h in hits)
+    assert client("DELETE", f"/catalogs/{cat}/items/p3").status_code == 204
+    assert client("GET", f"/catalogs/{cat}/items/p3").status_code == 404
+    stats = client("GET", f"/catalogs/{cat}").json()
+    assert stats["items"] == {"image": {"enabled": 2, "disabled": 1}, "video": {"enabled": 1, "disabled": 0}}
+
+    r = client("POST", "/audio/search", json={"url": served["query"], "catalog": cat})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    assert client("DELETE", f"/catalogs/{cat}").status_code == 204
+    assert client("GET", f"/catalogs/{cat}").status_code == 404
+
+
+def test_bulk_ingest_from_a_manifest(client: Any, served: dict[str, str], media_server: HTTPTestServer) -> None:
+    cat = client("POST", "/catalogs", json={"name": "bulk", "media_types": ["image"]}).json()["catalog_id"]
+    lines = [json.dumps({"url": served[f"p{i}"], "external_id": f"b{i}"}) for i in range(6)]
+    lines.append(json.dumps({"url": served["p0"]}))  # no external_id: one bad line
+    manifest = media_server.serve("/cat/manifest.jsonl", "\n".join(lines).encode())
+    r = client("POST", f"/catalogs/{cat}/items", json={"manifest_url": manifest})
+    assert r.status_code == 202
+    batch_id = r.json()["batch_id"]
+    deadline = time.monotonic() + 60
+    while (view := client("GET", f"/batches/{batch_id}").json())["status"] != "succeeded":
+        assert time.monotonic() < deadline, view
+        time.sleep(0.2)
+    assert view["counts"]["succeeded"] == 6 and view["counts"]["failed"] == 1
+    assert client("GET", f"/catalogs/{cat}").json()["items"] == {"image": {"enabled": 6, "disabled": 0}}
