@@ -21,7 +21,7 @@ class Services:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from api import auth, batches, catalogs, errors, jobs, match, meta
+    from api import auth, batches, catalogs, errors, jobs, match, meta, rescans
     from worker import create_celery
 
     settings = settings or Settings.from_env()
@@ -33,6 +33,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     errors.register(app)
     auth.init_app(app, settings)
-    for bp in (meta.bp, match.bp, jobs.bp, batches.bp, catalogs.bp):
+    for bp in (meta.bp, match.bp, jobs.bp, batches.bp, catalogs.bp, rescans.bp):
         app.register_blueprint(bp)
     return app

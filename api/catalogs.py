@@ -29,7 +29,7 @@ from worker import dispatch
 bp = Blueprint("catalogs", __name__)
 
 
-def _catalog(catalog_id: str) -> CatalogRecord:
+def get_owned_catalog(catalog_id: str) -> CatalogRecord:
     catalog = services().store.catalogs.get(catalog_id)
     check_owner(catalog.api_key_id, f"catalog {catalog_id}")
     return catalog
@@ -69,12 +69,12 @@ def create_catalog() -> Any:
 
 @bp.get("/catalogs/<catalog_id>")
 def get_catalog(catalog_id: str) -> Any:
-    return jsonify(catalog_view(_catalog(catalog_id)))
+    return jsonify(catalog_view(get_owned_catalog(catalog_id)))
 
 
 @bp.delete("/catalogs/<catalog_id>")
 def delete_catalog(catalog_id: str) -> Any:
-    _catalog(catalog_id)
+    get_owned_catalog(catalog_id)
     services().store.catalogs.delete(catalog_id)
     drop(catalog_id)
     return "", 204
@@ -82,7 +82,7 @@ def delete_catalog(catalog_id: str) -> Any:
 
 @bp.post("/catalogs/<catalog_id>/items")
 def ingest_item(catalog_id: str) -> Any:
-    catalog = _catalog(catalog_id)
+    catalog = get_owned_catalog(catalog_id)
     body, uploads = read_body(ItemRequestSchema(), lambda b: _item_kind(catalog, b.get("media_type")), {"upload": "source"})
     if body.get("manifest_url"):
         return _bulk_ingest(catalog, body)
@@ -126,20 +126,20 @@ def _item_kind(catalog: CatalogRecord, requested: str | None) -> str:
 
 @bp.get("/catalogs/<catalog_id>/items/<path:external_id>")
 def get_item(catalog_id: str, external_id: str) -> Any:
-    _catalog(catalog_id)
+    get_owned_catalog(catalog_id)
     return jsonify(item_view(services().store.catalogs.item(catalog_id, external_id)))
 
 
 @bp.patch("/catalogs/<catalog_id>/items/<path:external_id>")
 def patch_item(catalog_id: str, external_id: str) -> Any:
-    _catalog(catalog_id)
+    get_owned_catalog(catalog_id)
     body = load_or_raise(ItemPatchSchema(), request.get_json(force=True) or {})
     return jsonify(item_view(services().store.catalogs.set_enabled(catalog_id, external_id, body["enabled"])))
 
 
 @bp.delete("/catalogs/<catalog_id>/items/<path:external_id>")
 def delete_item(catalog_id: str, external_id: str) -> Any:
-    _catalog(catalog_id)
+    get_owned_catalog(catalog_id)
     services().store.catalogs.delete_item(catalog_id, external_id)
     return "", 204
 
@@ -149,7 +149,7 @@ def search(kind: str) -> Any:
     if kind not in KIND_NAMES:
         raise NotFound(f"no endpoint /{kind}/search; media types are {', '.join(KIND_NAMES)}")
     body, uploads = read_body(SearchRequestSchema(), lambda _body: kind, {"upload": "source"})
-    catalog = _catalog(body["catalog"])
+    catalog = get_owned_catalog(body["catalog"])
     _item_kind(catalog, kind)
     require_inputs(body, uploads, {"source": "url"})
     job_request = {

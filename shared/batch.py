@@ -7,6 +7,7 @@ cannot be fetched fails the batch itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from shared.errors import InvalidRequest, MediaMatchError
 from shared.fetch import fetch_to_file
 from shared.schemas import MEDIA_TYPES, BatchItemSchema, ItemRequestSchema, load_or_raise
 from shared.settings import Settings
-from shared.store import JobStatus, Store
+from shared.store import BatchRecord, JobStatus, Store
 from shared.store.jobs import job_values
 from shared.views import batch_event
 
@@ -35,20 +36,10 @@ def expand(
     """Create the batch's item jobs and enqueue them; return the item count."""
     batch = store.batches.get(batch_id)
     try:
-        if batch.manifest_url:
-            with media.workdir(settings, "manifest-") as tmp:
-                path = tmp / "manifest.jsonl"
-                fetch_to_file(
-                    batch.manifest_url, path, max_bytes=settings.api.max_manifest_bytes, settings=settings.fetch
-                )
-                with path.open("rb") as fh:
-                    total = _store_items(store, batch_id, batch.api_key_id, batch.options, _lines(fh), enqueue)
-        else:
-            total = _store_items(
-                store, batch_id, batch.api_key_id, batch.options, iter(batch.options.get("items", [])), enqueue
-            )
+        with _source(store, settings, batch) as items:
+            total = _store_items(store, batch_id, batch.api_key_id, batch.options, items, enqueue)
     except MediaMatchError as exc:
-        store.batches.fail(batch_id, exc.code, f"manifest: {exc.message}")
+        store.batches.fail(batch_id, exc.code, f"backlog: {exc.message}")
         return 0
     store.batches.start(batch_id, total)
     # Items may all have finished already (invalid lines, fast workers): completion is checked here too.
@@ -63,6 +54,46 @@ def complete_if_done(store: Store, batch_id: str, notify: Callable[[str], None])
         if batch.webhook_url:
             payload = batch_event(batch, store.batches.counts(batch.id))
             notify(store.deliveries.create(batch.id, batch.api_key_id, batch.webhook_url, payload))
+
+
+@contextlib.contextmanager
+def _source(store: Store, settings: Settings, batch: BatchRecord) -> Iterator[Iterator[Any]]:
+    """The batch's items: a fetched JSONL manifest, an inline list, or a re-scan backlog."""
+    options = batch.options
+    if batch.manifest_url:
+        with media.workdir(settings, "manifest-") as tmp:
+            path = tmp / "manifest.jsonl"
+            fetch_to_file(batch.manifest_url, path, max_bytes=settings.api.max_manifest_bytes, settings=settings.fetch)
+            with path.open("rb") as fh:
+                yield _lines(fh)
+    elif options.get("backlog_catalog"):
+        yield _catalog_backlog(store, options["backlog_catalog"], same=options["backlog_catalog"] == options.get("catalog_id"))
+    elif options.get("backlog_batch"):
+        yield _batch_backlog(store, options["backlog_batch"])
+    else:
+        yield iter(options.get("items", []))
+
+
+def _catalog_backlog(store: Store, catalog_id: str, same: bool) -> Iterator[dict[str, Any]]:
+    """Every item of a catalog, by its stored fingerprint (no fetch); a self re-scan skips self-hits."""
+    for item in store.catalogs.iter_items(catalog_id):
+        row = {"id": item.external_id, "sha256": item.sha256, "media_type": item.kind}
+        yield {**row, "exclude": item.external_id} if same else row
+
+
+def _batch_backlog(store: Store, batch_id: str) -> Iterator[dict[str, Any]]:
+    """Every distinct input of a previous batch's succeeded items, by stored fingerprint (no fetch)."""
+    seen: set[str] = set()
+    after = -1
+    while page := store.batches.items(batch_id, after, 500):
+        after = page[-1].batch_index if page[-1].batch_index is not None else after + len(page)
+        for job in page:
+            result = job.result or {}
+            for side in ("source", "target"):
+                sha = (result.get(side) or {}).get("sha256")
+                if sha and sha not in seen:
+                    seen.add(sha)
+                    yield {"id": f"{job.item_id}:{side}", "sha256": sha, "media_type": result.get("media_type", job.kind)}
 
 
 def _lines(fh: Iterable[bytes]) -> Iterator[Any]:
@@ -102,10 +133,22 @@ def _item_row(index: int, raw: Any, batch_id: str, api_key_id: str | None, optio
         if "__invalid__" in raw:
             raise InvalidRequest(raw["__invalid__"])
         op = options.get("op", "match")
-        item = load_or_raise(_INGEST_ITEM if op == "ingest" else _ITEM, raw)
+        item = raw if op == "search" else load_or_raise(_INGEST_ITEM if op == "ingest" else _ITEM, raw)
         kind = item.get("media_type") or options.get("media_type")
         if kind not in MEDIA_TYPES:
             raise InvalidRequest("media_type is required (per item or for the whole batch)")
+        if op == "search":
+            request = {
+                "catalog_id": options["catalog_id"],
+                "top_k": options.get("top_k", 10),
+                "threshold": options.get("threshold"),
+                "source_url": item.get("url"),
+                "source_sha256": item.get("sha256"),
+                "exclude_external_id": item.get("exclude"),
+            }
+            if not (request["source_url"] or request["source_sha256"]):
+                raise InvalidRequest("each item needs a url")
+            return job_values(kind, request, item_id=str(item.get("id", index)), op=op, **extra)
         if op == "ingest":
             if not item.get("url") or not item.get("external_id"):
                 raise InvalidRequest("each item needs url and external_id")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from shared.errors import FingerprintMissing
 from shared.index.replica import Hit, replica
 from shared.kinds import fingerprint_version, get_kind
 from shared.protocol import Fingerprint, LocalMedia, MediaKind, Progress
@@ -61,23 +62,40 @@ def search(
     catalog = store.catalogs.get(request["catalog_id"])
     require_kind(catalog, kind_name)
     kind = get_kind(kind_name)
-    media = load(kind)
-    query = cached_fingerprint(store, kind, media, settings, progress)
+    query, probe = _query(store, settings, kind, request, load, progress)
     index = replica(catalog.id, kind, fingerprint_version(kind.name))
     index.refresh(store)
     threshold = request.get("threshold")
     if threshold is None:
         threshold = catalog.thresholds.get(kind.name, settings.threshold_for(kind.name))
-    hits = index.search(query, settings, int(request.get("top_k") or 10))
+    top_k = int(request.get("top_k") or 10)
+    exclude = request.get("exclude_external_id")
+    hits = [h for h in index.search(query, settings, top_k + (1 if exclude else 0)) if h.item.external_id != exclude]
     return {
         "catalog_id": catalog.id,
         "media_type": kind.name,
         "threshold": threshold,
-        "hits": [hit_json(h, threshold) for h in hits],
-        "query": {"sha256": media.sha256, "size_bytes": media.size_bytes, "mime": media.mime, "duration_s": query.duration_s},
+        "hits": [hit_json(h, threshold) for h in hits[:top_k]],
+        "query": {**probe, "duration_s": query.duration_s},
         "index": index.stats(),
         "processing_time_ms": int((time.perf_counter() - started) * 1000),
     }
+
+
+def _query(
+    store: Store, settings: Settings, kind: MediaKind, request: dict[str, Any],
+    load: Callable[[MediaKind], LocalMedia], progress: Progress,
+) -> tuple[Fingerprint, dict[str, Any]]:
+    """The query's fingerprint: from the cache by content hash (re-scans never fetch), else computed."""
+    sha256 = request.get("source_sha256")
+    if sha256:
+        stored = store.catalogs.get_fingerprint(sha256, kind.name, fingerprint_version(kind.name))
+        if stored is None:
+            raise FingerprintMissing(f"no stored {kind.name} fingerprint for sha256 {sha256}; ingest or search it once")
+        return kind.fingerprint_from_bytes(stored.data), {"sha256": sha256, "size_bytes": stored.size_bytes, "mime": stored.mime}
+    media = load(kind)
+    fp = cached_fingerprint(store, kind, media, settings, progress)
+    return fp, {"sha256": media.sha256, "size_bytes": media.size_bytes, "mime": media.mime}
 
 
 def hit_json(hit: Hit, threshold: float) -> dict[str, Any]:

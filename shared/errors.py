@@ -8,6 +8,7 @@ records. ``api/errors.py`` maps the tree to HTTP statuses in one table.
     MediaMatchError (internal_error)
     ├── InvalidRequest (invalid_request)
     ├── NotFound (not_found)
+    │   └── FingerprintMissing (fingerprint_missing)  a re-scan input that was never fingerprinted
     ├── Conflict (conflict)
     ├── JobCanceled (job_canceled)
     ├── JobTimeout (job_timeout)
@@ -58,6 +59,10 @@ class InvalidRequest(MediaMatchError):
 
 class NotFound(MediaMatchError):
     code = "not_found"
+
+
+class FingerprintMissing(NotFound):
+    code = "fingerprint_missing"
 
 
 class Conflict(MediaMatchError):

@@ -10,14 +10,16 @@ strong but incidental one-second overlap can be filtered out by the caller.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.protocol import LocalMedia, Match, MediaKind, Progress, Segment, no_progress
+from shared.protocol import Fingerprint, LocalMedia, Match, MediaKind, Progress, Segment, no_progress
 from shared.schemas import SCHEMA_VERSION, EnvelopeSchema
 from shared.settings import Settings
 
 _ENVELOPE = EnvelopeSchema()
+Fingerprinter = Callable[[MediaKind, LocalMedia, Settings, Progress], Fingerprint]
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,10 @@ def match_media(
     options: MatchOptions = DEFAULT_OPTIONS,
     progress: Progress = no_progress,
     started_s: float | None = None,
+    fingerprinter: Fingerprinter | None = None,
 ) -> dict[str, Any]:
+    """Match ``source`` against ``target``; ``fingerprinter`` may serve fingerprints from a cache."""
+    compute = fingerprinter or (lambda k, m, s, p: k.fingerprint(m, s, p))
     t0 = time.perf_counter() if started_s is None else started_s
     timed = kind.name != "image"
     durations: tuple[float | None, float | None]
@@ -51,8 +56,8 @@ def match_media(
         result = Match(similarity_score=1.0, confidence="high", segments=whole, details={"method": "exact_bytes"})
         durations = (duration, duration)
     else:
-        fa = kind.fingerprint(source, settings, lambda f: progress(0.05 + 0.45 * f))
-        fb = kind.fingerprint(target, settings, lambda f: progress(0.5 + 0.45 * f))
+        fa = compute(kind, source, settings, lambda f: progress(0.05 + 0.45 * f))
+        fb = compute(kind, target, settings, lambda f: progress(0.5 + 0.45 * f))
         result = kind.compare(fa, fb, settings)
         durations = (fa.duration_s, fb.duration_s)
     progress(0.98)

@@ -112,7 +112,8 @@ def execute(store: Store, job: JobRecord, settings: Settings, beat: Heartbeat, s
             target = _input(req, "target", kind, settings, tmp, beat.check)
             beat.progress(0.05)
             options = MatchOptions.from_request(req)
-            return match_media(kind, source, target, settings, options, beat.progress, started_s)
+            cached = lambda k, m, s, p: catalog.cached_fingerprint(store, k, m, s, p)  # noqa: E731
+            return match_media(kind, source, target, settings, options, beat.progress, started_s, cached)
         finally:
             for side in ("source", "target"):
                 upload = req.get(f"{side}_upload")

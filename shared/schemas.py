@@ -180,3 +180,29 @@ class SearchRequestSchema(Schema):
     threshold = fields.Float(validate=validate.Range(min=0.0, max=1.0))
     webhook_url = URL
     metadata = fields.Dict()
+
+
+class BacklogSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    catalog = fields.String(validate=validate.Length(min=1, max=40))
+    batch = fields.String(validate=validate.Length(min=1, max=40))
+    manifest_url = URL
+
+    @validates_schema
+    def _exactly_one(self, data: dict[str, Any], **_: Any) -> None:
+        if sum(1 for k in ("catalog", "batch", "manifest_url") if data.get(k)) != 1:
+            raise ValidationError("give exactly one of catalog, batch or manifest_url")
+
+
+class RescanRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    catalog = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    backlog = fields.Nested(BacklogSchema, required=True)
+    media_type = fields.String(validate=validate.OneOf(MEDIA_TYPES), metadata={"description": "default per item"})
+    top_k = fields.Integer(load_default=10, validate=validate.Range(min=1, max=1000))
+    threshold = fields.Float(validate=validate.Range(min=0.0, max=1.0))
+    webhook_url = URL

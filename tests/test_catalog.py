@@ -21,7 +21,7 @@ from shared.protocol import LocalMedia, MediaKind, no_progress
 from shared.settings import Settings
 from shared.store import Store
 from tests.conftest import ApiServer, WorkerProcess, base_settings
-from tests.servers import HTTPTestServer
+from tests.servers import HTTPTestServer, Reply
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -180,3 +180,60 @@ def test_bulk_ingest_from_a_manifest(client: Any, served: dict[str, str], media_
         time.sleep(0.2)
     assert view["counts"]["succeeded"] == 6 and view["counts"]["failed"] == 1
     assert client("GET", f"/catalogs/{cat}").json()["items"] == {"image": {"enabled": 6, "disabled": 0}}
+
+
+def _wait_batch(client: Any, path: str, timeout_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while (view := client("GET", path).json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, view
+        time.sleep(0.2)
+    return view
+
+
+def _results(client: Any, batch_id: str) -> dict[str, dict[str, Any]]:
+    items = client("GET", f"/batches/{batch_id}/results", params={"limit": 1000}).json()["items"]
+    return {i["id"]: i for i in items}
+
+
+def test_rescans_use_stored_fingerprints_and_never_fetch(
+    client: Any, served: dict[str, str], media_server: HTTPTestServer, hook_server: HTTPTestServer
+) -> None:
+    refs = client("POST", "/catalogs", json={"name": "refs", "media_types": ["image"]}).json()["catalog_id"]
+    uploads = client("POST", "/catalogs", json={"name": "uploads", "media_types": ["image"]}).json()["catalog_id"]
+    for i in range(4):
+        client("POST", f"/catalogs/{refs}/items", json={"url": served[f"p{i}"], "external_id": f"r{i}"})
+    for name in ("query", "p4", "p5"):
+        client("POST", f"/catalogs/{uploads}/items", json={"url": served[name], "external_id": f"u-{name}"})
+    batch = client("POST", "/batches", json={"media_type": "image", "items": [
+        {"id": "pair", "source_url": served["p5"], "target_url": served["query"]}]}).json()["batch_id"]
+    _wait_batch(client, f"/batches/{batch}")
+
+    fetched_before = len(media_server.requests())
+    hook_server.route("/rescan", Reply(status=204))
+    r = client("POST", "/rescans", json={"catalog": refs, "backlog": {"catalog": uploads},
+                                         "webhook_url": hook_server.url("/rescan")})
+    assert r.status_code == 202 and r.headers["Location"] == f"/rescans/{r.json()['rescan_id']}"
+    view = _wait_batch(client, f"/rescans/{r.json()['rescan_id']}")
+    assert view["counts"]["succeeded"] == 3
+    results = _results(client, view["batch_id"])
+    assert results["u-query"]["result"]["hits"][0]["external_id"] == "r2"
+    assert results["u-query"]["result"]["hits"][0]["match"] is True
+    assert not any(h["match"] for h in results["u-p4"]["result"]["hits"])  # p4 is not among the refs
+    (hook,) = hook_server.wait_for_requests("/rescan", 1, timeout_s=30)
+    assert hook.json()["type"] == "batch.succeeded"
+
+    r = client("POST", "/rescans", json={"catalog": refs, "backlog": {"batch": batch}})
+    view = _wait_batch(client, f"/rescans/{r.json()['rescan_id']}")
+    results = _results(client, view["batch_id"])
+    assert set(results) == {"pair:source", "pair:target"}
+    assert results["pair:target"]["result"]["hits"][0]["external_id"] == "r2"
+    assert len(media_server.requests()) == fetched_before  # nothing was fetched again
+
+
+def test_self_rescan_lists_duplicate_clusters(client: Any, served: dict[str, str]) -> None:
+    cat = client("POST", "/catalogs", json={"name": "self", "media_types": ["image"]}).json()["catalog_id"]
+    for external_id, name in (("a", "p2"), ("a-copy", "query"), ("b", "p0"), ("c", "p1")):
+        client("POST", f"/catalogs/{cat}/items", json={"url": served[name], "external_id": external_id})
+    r = client("POST", "/rescans", json={"catalog": cat, "backlog": {"catalog": cat}})
+    view = _wait_batch(client, f"/rescans/{r.json()['rescan_id']}")
+    assert view["clusters"] == [["a", "a-copy"]]

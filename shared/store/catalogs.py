@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,22 @@ class Catalogs:
         if row is None:
             raise NotFound(f"item {external_id!r} not found in catalog {catalog_id}")
         return ItemRecord.from_row(row)
+
+    def iter_items(self, catalog_id: str, page_size: int = 1000) -> Iterator[ItemRecord]:
+        after = 0
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(catalog_items)
+                    .where(catalog_items.c.catalog_id == catalog_id, catalog_items.c.pk > after)
+                    .order_by(catalog_items.c.pk)
+                    .limit(page_size)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield ItemRecord.from_row(row)
+            after = rows[-1].pk
 
     def set_enabled(self, catalog_id: str, external_id: str, enabled: bool) -> ItemRecord:
         item = self.item(catalog_id, external_id)
