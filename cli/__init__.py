@@ -5,6 +5,7 @@
 - ``serve``: the API; in embedded mode (no ``REDIS_URL``) it also runs a worker, and prints a usable key.
 - ``worker``: a Celery worker on every queue (or ``--queues``).
 - ``keys create``: a new API key and its webhook secret.
+- ``catalog create|ingest|search|rescan``: one-to-many search, in-process.
 - ``demo``: the whole service end to end on generated media (CLI, API, webhook).
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import commands
+from cli import catalog, commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     k = keys.add_parser("create", help="create an API key (shown once)")
     k.add_argument("--name", default="default")
     k.set_defaults(func=commands.keys_create)
+
+    catalog.add_parser(sub)
 
     p = sub.add_parser("demo", help="run the service end to end on generated media")
     p.set_defaults(func=commands.demo)

@@ -67,14 +67,14 @@ def _source(store: Store, settings: Settings, batch: BatchRecord) -> Iterator[It
             with path.open("rb") as fh:
                 yield _lines(fh)
     elif options.get("backlog_catalog"):
-        yield _catalog_backlog(store, options["backlog_catalog"], same=options["backlog_catalog"] == options.get("catalog_id"))
+        yield catalog_backlog(store, options["backlog_catalog"], same=options["backlog_catalog"] == options.get("catalog_id"))
     elif options.get("backlog_batch"):
         yield _batch_backlog(store, options["backlog_batch"])
     else:
         yield iter(options.get("items", []))
 
 
-def _catalog_backlog(store: Store, catalog_id: str, same: bool) -> Iterator[dict[str, Any]]:
+def catalog_backlog(store: Store, catalog_id: str, same: bool) -> Iterator[dict[str, Any]]:
     """Every item of a catalog, by its stored fingerprint (no fetch); a self re-scan skips self-hits."""
     for item in store.catalogs.iter_items(catalog_id):
         row = {"id": item.external_id, "sha256": item.sha256, "media_type": item.kind}

@@ -145,3 +145,18 @@ def _wait_healthy(url: str) -> None:
         except requests.ConnectionError:
             time.sleep(0.1)
     raise AssertionError(f"{url} never answered")
+
+
+def test_catalog_commands_in_process(files: dict[str, Path], tmp_path: Path) -> None:
+    env = {"MEDIAMATCH_DATA_DIR": str(tmp_path)}
+    cat = json.loads(run_cli("catalog", "create", "refs", "--media-types", "image", env=env).stdout)["catalog_id"]
+    for external_id, name in (("a", "a"), ("a-rotated", "b"), ("c", "c")):
+        out = run_cli("catalog", "ingest", cat, str(files[name]), "--id", external_id, env=env)
+        assert out.returncode == 0, out.stderr
+    out = run_cli("catalog", "search", cat, str(files["b"]), "--top-k", "2", env=env)
+    hits = json.loads(out.stdout)["hits"]
+    assert {h["external_id"] for h in hits if h["match"]} == {"a", "a-rotated"}
+    out = run_cli("catalog", "rescan", cat, "--backlog", cat, "--out", str(tmp_path / "hits.jsonl"), env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stderr.strip().splitlines()[-1]) == {"clusters": [["a", "a-rotated"]]}
+    assert len((tmp_path / "hits.jsonl").read_text().splitlines()) == 3
