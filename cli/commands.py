@@ -107,8 +107,11 @@ def keys_create(args: argparse.Namespace) -> int:
 
 
 def worker_command(settings: Settings, queues: str | None = None, concurrency: int = 0) -> list[str]:
+    from worker.dispatch import shard_queues
+
     q = settings.queue
-    queues = queues or ",".join(dict.fromkeys([q.image_queue, q.audio_queue, q.video_queue, q.control_queue]))
+    default = [q.image_queue, q.audio_queue, q.video_queue, q.control_queue] + shard_queues(settings)
+    queues = queues or ",".join(dict.fromkeys(default))
     cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queues, "--loglevel=INFO"]
     if concurrency:
         cmd += ["--concurrency", str(concurrency)]

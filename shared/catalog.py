@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.errors import FingerprintMissing
-from shared.index.replica import Hit, replica
+from shared.index.replica import Hit, rank_key, replica
 from shared.kinds import fingerprint_version, get_kind
 from shared.protocol import Fingerprint, LocalMedia, MediaKind, Progress
 from shared.settings import Settings
@@ -57,29 +57,66 @@ def ingest(
 def search(
     store: Store, settings: Settings, kind_name: str, request: dict[str, Any],
     load: Callable[[MediaKind], LocalMedia], progress: Progress,
-) -> dict[str, Any]:
+    scatter: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any] | None:
+    """Search one query; with several shards and a ``scatter``, hand the plan to the shards and return
+    ``None`` (the last shard to report finishes the job, see ``shared.shards``)."""
     started = time.perf_counter()
     catalog = store.catalogs.get(request["catalog_id"])
     require_kind(catalog, kind_name)
     kind = get_kind(kind_name)
     query, probe = _query(store, settings, kind, request, load, progress)
-    index = replica(catalog.id, kind, fingerprint_version(kind.name))
-    index.refresh(store)
     threshold = request.get("threshold")
     if threshold is None:
         threshold = catalog.thresholds.get(kind.name, settings.threshold_for(kind.name))
-    top_k = int(request.get("top_k") or 10)
-    exclude = request.get("exclude_external_id")
-    hits = [h for h in index.search(query, settings, top_k + (1 if exclude else 0)) if h.item.external_id != exclude]
-    return {
+    plan = {
         "catalog_id": catalog.id,
         "media_type": kind.name,
         "threshold": threshold,
-        "hits": [hit_json(h, threshold) for h in hits[:top_k]],
+        "top_k": int(request.get("top_k") or 10),
+        "exclude_external_id": request.get("exclude_external_id"),
         "query": {**probe, "duration_s": query.duration_s},
-        "index": index.stats(),
-        "processing_time_ms": int((time.perf_counter() - started) * 1000),
     }
+    if settings.index.shards > 1 and scatter is not None:
+        scatter(plan)
+        return None
+    hits, index_stats = shard_hits(store, settings, plan, query, shard=None)
+    return search_result(plan, [hits], index_stats, time.perf_counter() - started)
+
+
+def shard_hits(
+    store: Store, settings: Settings, plan: dict[str, Any], query: Fingerprint | None, shard: tuple[int, int] | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The top K hits of one shard (or of the whole catalog when ``shard`` is None)."""
+    kind = get_kind(plan["media_type"])
+    version = fingerprint_version(kind.name)
+    if query is None:
+        query, _ = _query(store, settings, kind, {"source_sha256": plan["query"]["sha256"]}, _no_fetch, lambda _f: None)
+    index = replica(plan["catalog_id"], kind, version, shard)
+    index.refresh(store)
+    exclude, top_k = plan["exclude_external_id"], plan["top_k"]
+    hits = [h for h in index.search(query, settings, top_k + (1 if exclude else 0)) if h.item.external_id != exclude]
+    return [hit_json(h, plan["threshold"]) for h in hits[:top_k]], index.stats()
+
+
+def search_result(
+    plan: dict[str, Any], parts: list[list[dict[str, Any]]], index_stats: dict[str, Any], elapsed_s: float
+) -> dict[str, Any]:
+    """Merge per-shard hits into the search result, ordered exactly as one shard would order them."""
+    hits = sorted((h for part in parts for h in part), key=lambda h: rank_key(h["similarity_score"], h["external_id"]))
+    return {
+        "catalog_id": plan["catalog_id"],
+        "media_type": plan["media_type"],
+        "threshold": plan["threshold"],
+        "hits": hits[: plan["top_k"]],
+        "query": plan["query"],
+        "index": index_stats,
+        "processing_time_ms": int(elapsed_s * 1000),
+    }
+
+
+def _no_fetch(_kind: MediaKind) -> LocalMedia:
+    raise FingerprintMissing("the query fingerprint is not stored")
 
 
 def _query(

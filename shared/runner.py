@@ -71,15 +71,21 @@ def run_job(
     *,
     timeout_errors: tuple[type[BaseException], ...] = (),
     notify: Callable[[str], None] = lambda _delivery_id: None,
+    scatter: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> bool:
-    """Run ``job_id`` if it is runnable; return whether this call ran it."""
+    """Run ``job_id`` if it is runnable; return whether this call ran it.
+
+    ``scatter(job_id, plan)`` sends a search to the catalog's shards; the last shard finishes the job."""
     if not store.jobs.claim(job_id, settings.queue.stale_after_s):
         return False
     job = store.jobs.get(job_id)
     started = time.perf_counter()
     with Heartbeat(store, job_id, settings.queue.heartbeat_s) as beat:
         try:
-            envelope = execute(store, job, settings, beat, started)
+            to_shards = None if scatter is None else (lambda plan: scatter(job_id, plan))
+            envelope = execute(store, job, settings, beat, started, to_shards)
+            if envelope is None:
+                return True  # scattered: the shards finish the job
             envelope["job_id"] = job.id
             store.jobs.finish(job_id, result=envelope)
         except JobCanceled:
@@ -97,16 +103,24 @@ def run_job(
     return True
 
 
-def execute(store: Store, job: JobRecord, settings: Settings, beat: Heartbeat, started_s: float) -> dict[str, Any]:
+def execute(
+    store: Store,
+    job: JobRecord,
+    settings: Settings,
+    beat: Heartbeat,
+    started_s: float,
+    scatter: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any] | None:
     """Run the job's operation: a pairwise ``match``, or a catalog ``ingest`` or ``search`` of one input."""
     kind = get_kind(job.kind)
     req = job.request
     with media.workdir(settings) as tmp:
         try:
-            if job.op in ("ingest", "search"):
-                op = catalog.ingest if job.op == "ingest" else catalog.search
-                load = lambda k: _input(req, "source", k, settings, tmp, beat.check)  # noqa: E731
-                return op(store, settings, job.kind, req, load, beat.progress)
+            load = lambda k: _input(req, "source", k, settings, tmp, beat.check)  # noqa: E731
+            if job.op == "ingest":
+                return catalog.ingest(store, settings, job.kind, req, load, beat.progress)
+            if job.op == "search":
+                return catalog.search(store, settings, job.kind, req, load, beat.progress, scatter)
             source = _input(req, "source", kind, settings, tmp, beat.check)
             beat.progress(0.02)
             target = _input(req, "target", kind, settings, tmp, beat.check)

@@ -88,12 +88,12 @@ def service_settings(tmp_path_factory: pytest.TempPathFactory, redis_url: str, p
 class WorkerProcess:
     """A real Celery worker in its own process group, configured through the environment."""
 
-    def __init__(self, settings: Settings, log_path: Path, concurrency: int = 2) -> None:
+    def __init__(self, settings: Settings, log_path: Path, concurrency: int = 2, queues: str | None = None) -> None:
         self.settings, self.log_path = settings, log_path
         env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT)}
         from cli.commands import worker_command
 
-        cmd = worker_command(settings, concurrency=concurrency) + ["--without-gossip", "--without-mingle"]
+        cmd = worker_command(settings, queues, concurrency) + ["--without-gossip", "--without-mingle", "-n", f"w{id(self)}@%h"]
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 
 from shared.settings import Settings
@@ -10,6 +12,7 @@ from shared.store import Store
 RUN_MATCH = "mediamatch.run_match"
 EXPAND_BATCH = "mediamatch.expand_batch"
 DELIVER_WEBHOOK = "mediamatch.deliver_webhook"
+SEARCH_SHARD = "mediamatch.search_shard"
 
 
 def enqueue_job(app: Celery, settings: Settings, job_id: str, kind: str) -> None:
@@ -37,3 +40,13 @@ def enqueue_batch(app: Celery, settings: Settings, batch_id: str) -> None:
 
 def enqueue_delivery(app: Celery, delivery_id: str) -> None:
     app.send_task(DELIVER_WEBHOOK, args=[delivery_id], queue=app.mediamatch.settings.queue.control_queue)  # type: ignore[attr-defined]
+
+
+def shard_queues(settings: Settings) -> list[str]:
+    n = settings.index.shards
+    return [f"{settings.index.shard_queue_prefix}-{i}" for i in range(n)] if n > 1 else []
+
+
+def scatter_search(app: Celery, settings: Settings, job_id: str, plan: dict[str, Any]) -> None:
+    for shard, queue in enumerate(shard_queues(settings)):
+        app.send_task(SEARCH_SHARD, args=[job_id, shard, plan], queue=queue)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import batch, delivery, runner
+from shared import batch, delivery, runner, shards
 from worker import dispatch
 
 
@@ -16,7 +18,14 @@ def _notify(app: object):  # type: ignore[no-untyped-def]
 @shared_task(bind=True, name=dispatch.RUN_MATCH)
 def run_match(self: Task, job_id: str) -> None:
     ctx = self.app.mediamatch
-    runner.run_job(ctx.store, ctx.settings, job_id, timeout_errors=(SoftTimeLimitExceeded,), notify=_notify(self.app))
+    runner.run_job(
+        ctx.store,
+        ctx.settings,
+        job_id,
+        timeout_errors=(SoftTimeLimitExceeded,),
+        notify=_notify(self.app),
+        scatter=lambda jid, plan: dispatch.scatter_search(self.app, ctx.settings, jid, plan),
+    )
 
 
 @shared_task(bind=True, name=dispatch.EXPAND_BATCH)
@@ -35,3 +44,9 @@ def expand_batch(self: Task, batch_id: str) -> None:
 def deliver_webhook(self: Task, delivery_id: str) -> None:
     ctx = self.app.mediamatch
     delivery.attempt_delivery(ctx.store, ctx.settings, delivery_id)
+
+
+@shared_task(bind=True, name=dispatch.SEARCH_SHARD)
+def search_shard(self: Task, job_id: str, shard: int, plan: dict[str, Any]) -> None:
+    ctx = self.app.mediamatch
+    shards.run_shard(ctx.store, ctx.settings, job_id, shard, plan, _notify(self.app))

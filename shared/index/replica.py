@@ -9,6 +9,7 @@ and segments as a pairwise match.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +27,26 @@ class Hit:
     match: Match
 
 
+def shard_of(external_id: str, shards: int) -> int:
+    """The shard that holds an item: a stable hash of its id, the same in every process."""
+    return int.from_bytes(hashlib.blake2b(external_id.encode(), digest_size=8).digest(), "big") % shards
+
+
+def rank_key(score: float, external_id: str) -> tuple[float, str]:
+    """The one ordering of hits, used by every shard and by the merge, so sharding never reorders."""
+    return (-round(float(score), 4), external_id)
+
+
 class CatalogIndex:
-    def __init__(self, catalog_id: str, kind: MediaKind, version: int, make_index: Callable[[], CandidateIndex]) -> None:
-        self.catalog_id, self.kind, self.version = catalog_id, kind, version
+    def __init__(
+        self,
+        catalog_id: str,
+        kind: MediaKind,
+        version: int,
+        make_index: Callable[[], CandidateIndex],
+        shard: tuple[int, int] | None = None,
+    ) -> None:
+        self.catalog_id, self.kind, self.version, self.shard = catalog_id, kind, version, shard
         self.index = make_index()
         self.items: dict[int, tuple[ItemRecord, Fingerprint]] = {}
         self.last_event_id = 0
@@ -42,6 +60,8 @@ class CatalogIndex:
                 if self.items.pop(pk, None) is not None:
                     self.index.remove(pk)
             for item, data in live:
+                if self.shard is not None and shard_of(item.external_id, self.shard[1]) != self.shard[0]:
+                    continue
                 fp = self.kind.fingerprint_from_bytes(data)
                 self.items[item.pk] = (item, fp)
                 self.index.add(item.pk, fp)
@@ -50,28 +70,30 @@ class CatalogIndex:
 
     def search(self, query: Fingerprint, settings: Settings, top_k: int) -> list[Hit]:
         with self._lock:
-            keys = self.index.candidates(query, limit=max(top_k * 20, 200))
+            keys = self.index.candidates(query, limit=max(top_k * 20, settings.index.min_candidates))
             pairs = [self.items[k] for k in keys if k in self.items]
         hits = [Hit(item, self.kind.compare(query, fp, settings)) for item, fp in pairs]
         hits = [h for h in hits if h.match.similarity_score > 0]
-        hits.sort(key=lambda h: (-h.match.similarity_score, h.item.external_id))
+        hits.sort(key=lambda h: rank_key(h.match.similarity_score, h.item.external_id))
         return hits[:top_k]
 
     def stats(self) -> dict[str, Any]:
-        return {"items": len(self.items), "last_event_id": self.last_event_id, "index": type(self.index).__name__}
+        shard = None if self.shard is None else {"index": self.shard[0], "count": self.shard[1]}
+        return {"items": len(self.items), "last_event_id": self.last_event_id, "index": type(self.index).__name__,
+                "shard": shard}
 
 
-_REPLICAS: dict[tuple[str, str, int], CatalogIndex] = {}
+_REPLICAS: dict[tuple[str, str, int, tuple[int, int] | None], CatalogIndex] = {}
 _REPLICAS_LOCK = threading.Lock()
 
 
-def replica(catalog_id: str, kind: MediaKind, version: int) -> CatalogIndex:
-    """This process's replica for the catalog and kind (built lazily, then refreshed by callers)."""
-    key = (catalog_id, kind.name, version)
+def replica(catalog_id: str, kind: MediaKind, version: int, shard: tuple[int, int] | None = None) -> CatalogIndex:
+    """This process's replica for the catalog, kind and shard (built lazily, refreshed by callers)."""
+    key = (catalog_id, kind.name, version, shard)
     with _REPLICAS_LOCK:
         if key not in _REPLICAS:
             make = getattr(kind, "make_index", BruteForceIndex)
-            _REPLICAS[key] = CatalogIndex(catalog_id, kind, version, make)
+            _REPLICAS[key] = CatalogIndex(catalog_id, kind, version, make, shard)
         return _REPLICAS[key]
 
 

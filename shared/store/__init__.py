@@ -18,6 +18,7 @@ from shared.store.catalogs import CatalogRecord, Catalogs, ItemRecord, StoredFin
 from shared.store.deliveries import Deliveries, DeliveryRecord
 from shared.store.jobs import FINAL_STATUSES, JobRecord, Jobs, JobStatus
 from shared.store.keys import ApiKey, Keys
+from shared.store.parts import SearchParts
 from shared.store.tables import metadata
 
 __all__ = [
@@ -70,6 +71,7 @@ class Store:
         self.batches = Batches(engine)
         self.deliveries = Deliveries(engine)
         self.catalogs = Catalogs(engine)
+        self.parts = SearchParts(engine)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

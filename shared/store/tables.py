@@ -158,3 +158,14 @@ fingerprints = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.PrimaryKeyConstraint("sha256", "kind", "version"),
 )
+
+# Partial top-K hits of a search scattered over shards; the last shard to report merges them.
+search_parts = sa.Table(
+    "search_parts",
+    metadata,
+    sa.Column("job_id", sa.String(40), nullable=False),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("hits", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.PrimaryKeyConstraint("job_id", "shard"),
+)
