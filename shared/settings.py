@@ -68,6 +68,27 @@ class ImageSettings:
     min_detail_coefficients: int = 32
     #: Images with a side shorter than this get confidence "low" and a ``tiny_*`` warning.
     tiny_side_px: int = 32
+    #: Local-feature stage (``shared/kinds/image/verify.py``). It is skipped when the global hashes are
+    #: already this close (a clear match needs no geometry).
+    local_skip_below_bits: int = 16
+    #: A descriptor match needs at most this many differing bits (of 256) and must pass Lowe's ratio test.
+    max_descriptor_bits: int = 64
+    ratio_test: float = 0.85
+    #: RANSAC inlier tolerance, in working pixels (the trimmed image resized to a 512 px long side).
+    ransac_reproj_px: float = 6.0
+    #: Sanity checks on the fitted similarity (see verify.py): scale range, containment of one image in
+    #: the other, inlier hull over the overlap, inliers over the keypoints inside the overlap.
+    max_scale_ratio: float = 6.0
+    min_containment: float = 0.6
+    min_inlier_spread: float = 0.08
+    min_inlier_ratio: float = 0.08
+    #: Fewer verified inliers than this is no local evidence (score 0); ``local_inliers_at_threshold``
+    #: inliers score exactly 0.80, the default ``match_threshold`` (calibrated on bench/image).
+    local_min_inliers: int = 6
+    local_inliers_at_threshold: float = 12.0
+    #: Confidence "high" for scores at or above this (or at or below ``low_score``, a clear non-match).
+    high_score: float = 0.90
+    low_score: float = 0.50
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,21 @@ class AudioSettings:
     max_duration_s: float = 4 * 3600.0
     #: Segments shorter than this are dropped unless a request asks otherwise.
     min_segment_s: float = 3.0
+    #: Largest time-scale (tempo or speed) and pitch factors searched, each way (1.12: 1/1.12 .. 1.12).
+    max_time_scale: float = 1.12
+    max_pitch_factor: float = 1.12
+    #: Source gaps longer than this split an aligned line into separate segments.
+    max_gap_s: float = 4.0
+    #: A run needs this much weighted evidence (aligned triplets) and this many pairs to become a segment.
+    min_run_evidence: float = 8.0
+    min_run_distinct: int = 8
+    #: A run whose span holds fewer triplets per second than this (on either side) is low-information
+    #: (noise, clicks, near-silence: 2-4/s; music and speech: 25-70/s) and never evidence.
+    min_hash_rate_per_s: float = 10.0
+    #: Runs whose aligned share of the triplets in their span is below this are discounted proportionally.
+    full_density: float = 0.05
+    #: Evidence that gives a score of 1 - 1/e (0.63); the default threshold 0.5 is 0.69 of it.
+    evidence_scale: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -87,11 +123,20 @@ class VideoSettings:
     sample_fps: float = 2.0
     #: Two frame hashes (256 bits) at most this far apart count as the same picture.
     max_distance_bits: int = 64
+    #: A sample's partners (for the distinctiveness weighting of votes) are the samples of the other video
+    #: within this many bits of its best match; see ``shared.align.hamming_matches``.
+    distinct_margin_bits: int = 4
+    #: A segment must show at least this many different pictures on each side (a still shot, title card or
+    #: fade is one picture however long it lasts), so shared static content never makes a segment.
+    min_run_distinct: int = 2
     #: Aligned samples further apart than this (black or blank frames not counted) split a segment.
     max_gap_s: float = 3.0
     #: Let the decoder drop non-reference frames (about 1.8x faster on H.264 with B-frames); decoding
     #: falls back to every frame when too few remain per sample.
     skip_nonref_frames: bool = True
+    #: Also fingerprint the soundtrack with the audio kind (about 500 B/s more, ~1% more time) to report
+    #: ``details.audio_similarity``; the visual match never depends on it. Off for catalog-only use.
+    audio_similarity: bool = True
 
 
 @dataclass(frozen=True)
@@ -166,6 +211,16 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class IndexSettings:
+    #: Catalog shards. With more than one, a search scatters to one queue per shard
+    #: (``<shard_queue_prefix>-<n>``), each served by its own workers, and gathers the top K.
+    shards: int = 1
+    shard_queue_prefix: str = "shard"
+    #: At least this many candidates from an index are compared in full per search.
+    min_candidates: int = 200
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("var")
     redis_url: str = ""
@@ -177,6 +232,7 @@ class Settings:
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
 
     # -- derived values -------------------------------------------------------------------------------
     @property
@@ -254,6 +310,8 @@ class Settings:
             raise InvalidSettings("fetch.max_redirects must be between 0 and 10")
         if self.queue.sync_wait_s < 0:
             raise InvalidSettings("queue.sync_wait_s must be >= 0")
+        if not 1 <= self.index.shards <= 1024:
+            raise InvalidSettings("index.shards must be between 1 and 1024")
 
 
 def _section_type(f: dataclasses.Field[Any]) -> type | None:
