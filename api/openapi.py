@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -49,6 +50,11 @@ def spec() -> dict[str, Any]:
         "BatchItem": s.BatchItemSchema,
         "Job": s.JobSchema,
         "Error": s.ErrorSchema,
+        "CatalogRequest": s.CatalogRequestSchema,
+        "ItemRequest": s.ItemRequestSchema,
+        "ItemPatch": s.ItemPatchSchema,
+        "SearchRequest": s.SearchRequestSchema,
+        "RescanRequest": s.RescanRequestSchema,
     }.items():
         doc.components.schema(name, schema=schema)
     doc.components.schema(
@@ -94,8 +100,45 @@ def spec() -> dict[str, Any]:
                                            {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
                             "responses": {"200": {"description": "a page of item results and next_cursor"}}}},
     )
+    for kind in s.MEDIA_TYPES:
+        doc.path(
+            path=f"/{kind}/search",
+            operations={"post": {
+                "summary": f"Top-K lookup of one {kind} input in a catalog",
+                "description": "Synchronous by default, like match. Each hit carries external_id, metadata and the "
+                "envelope fields (similarity_score, match, confidence, matched_segments).",
+                "requestBody": {"content": {"application/json": {"schema": "SearchRequest"},
+                                            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                                                "upload": {"type": "string", "format": "binary"}}}}}},
+                "responses": {"200": {"description": "hits"}, "202": ACCEPTED, **ERRORS},
+            }},
+        )
+    doc.path(path="/catalogs", operations={"post": {"requestBody": _json("CatalogRequest"),
+                                                    "responses": {"201": {"description": "the catalog"}, **ERRORS}}})
+    doc.path(path="/catalogs/{catalog_id}", operations={
+        "get": {"responses": {"200": {"description": "stats: item counts per kind, last change event"}}},
+        "delete": {"responses": {"204": {"description": "deleted"}}}})
+    doc.path(path="/catalogs/{catalog_id}/items", operations={"post": {
+        "summary": "Ingest one item (url or multipart upload), or a JSONL manifest_url of items (a batch)",
+        "requestBody": _json("ItemRequest"),
+        "responses": {"200": {"description": "ingested"}, "202": ACCEPTED, **ERRORS}}})
+    doc.path(path="/catalogs/{catalog_id}/items/{external_id}", operations={
+        "get": {"responses": {"200": {"description": "the item"}}},
+        "patch": {"summary": "Enable or disable without deleting", "requestBody": _json("ItemPatch"),
+                  "responses": {"200": {"description": "the item"}}},
+        "delete": {"responses": {"204": {"description": "deleted"}}}})
+    doc.path(path="/rescans", operations={"post": {
+        "summary": "Search a backlog (catalog, previous batch or manifest) against a catalog; stored fingerprints "
+                   "are reused, nothing is fetched again",
+        "requestBody": _json("RescanRequest"), "responses": {"202": {"description": "the re-scan batch"}, **ERRORS}}})
+    doc.path(path="/rescans/{rescan_id}", operations={"get": {
+        "responses": {"200": {"description": "progress; duplicate clusters for a self re-scan"}}}})
     for path in ("/healthz", "/readyz"):
         doc.path(path=path, operations={"get": {"security": [], "responses": {"200": {"description": "ok"}}}})
     out = doc.to_dict()
     out["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    for path, item in out["paths"].items():  # declare every {parameter} of a path once, at path level
+        names = re.findall(r"{(\w+)}", path)
+        if names:
+            item["parameters"] = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
     return out
