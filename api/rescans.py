@@ -63,16 +63,12 @@ def get_rescan(rescan_id: str) -> Any:
 
 
 def _match_edges(batch_id: str) -> list[tuple[str, str]]:
-    store = services().store
-    edges: list[tuple[str, str]] = []
-    after = -1
-    while page := store.batches.items(batch_id, after, 1000):
-        after = page[-1].batch_index if page[-1].batch_index is not None else after + len(page)
-        for job in page:
-            for hit in (job.result or {}).get("hits", []):
-                if hit["match"] and job.item_id:
-                    edges.append((job.item_id, hit["external_id"]))
-    return edges
+    return [
+        (job.item_id, hit["external_id"])
+        for job in services().store.batches.iter_items(batch_id)
+        for hit in (job.result or {}).get("hits", [])
+        if hit["match"] and job.item_id
+    ]
 
 
 def _links(view: dict[str, Any]) -> dict[str, Any]:

@@ -84,16 +84,13 @@ def catalog_backlog(store: Store, catalog_id: str, same: bool) -> Iterator[dict[
 def _batch_backlog(store: Store, batch_id: str) -> Iterator[dict[str, Any]]:
     """Every distinct input of a previous batch's succeeded items, by stored fingerprint (no fetch)."""
     seen: set[str] = set()
-    after = -1
-    while page := store.batches.items(batch_id, after, 500):
-        after = page[-1].batch_index if page[-1].batch_index is not None else after + len(page)
-        for job in page:
-            result = job.result or {}
-            for side in ("source", "target"):
-                sha = (result.get(side) or {}).get("sha256")
-                if sha and sha not in seen:
-                    seen.add(sha)
-                    yield {"id": f"{job.item_id}:{side}", "sha256": sha, "media_type": result.get("media_type", job.kind)}
+    for job in store.batches.iter_items(batch_id):
+        result = job.result or {}
+        for side in ("source", "target"):
+            sha = (result.get(side) or {}).get("sha256")
+            if sha and sha not in seen:
+                seen.add(sha)
+                yield {"id": f"{job.item_id}:{side}", "sha256": sha, "media_type": result.get("media_type", job.kind)}
 
 
 def _lines(fh: Iterable[bytes]) -> Iterator[Any]:

@@ -9,7 +9,7 @@ from celery import Celery
 from shared.settings import Settings
 from shared.store import Store
 
-RUN_MATCH = "mediamatch.run_match"
+RUN_JOB = "mediamatch.run_job"
 EXPAND_BATCH = "mediamatch.expand_batch"
 DELIVER_WEBHOOK = "mediamatch.deliver_webhook"
 SEARCH_SHARD = "mediamatch.search_shard"
@@ -19,7 +19,7 @@ def enqueue_job(app: Celery, settings: Settings, job_id: str, kind: str) -> None
     q = settings.queue
     soft = q.soft_limit_s(kind)
     app.send_task(
-        RUN_MATCH,
+        RUN_JOB,
         args=[job_id],
         queue=q.queue_for(kind),
         soft_time_limit=soft,

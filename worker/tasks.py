@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Celery, Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import batch, delivery, runner, shards
 from worker import dispatch
 
 
-def _notify(app: object):  # type: ignore[no-untyped-def]
-    return lambda delivery_id: dispatch.enqueue_delivery(app, delivery_id)  # type: ignore[arg-type]
+def _notify(app: Celery) -> Callable[[str], None]:
+    return lambda delivery_id: dispatch.enqueue_delivery(app, delivery_id)
 
 
-@shared_task(bind=True, name=dispatch.RUN_MATCH)
-def run_match(self: Task, job_id: str) -> None:
+@shared_task(bind=True, name=dispatch.RUN_JOB)
+def run_job(self: Task, job_id: str) -> None:
+    """A match, a catalog ingest or a catalog search (``JobRecord.op``)."""
     ctx = self.app.mediamatch
     runner.run_job(
         ctx.store,

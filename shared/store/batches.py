@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -156,6 +157,13 @@ class Batches:
                 .limit(limit)
             ).all()
         return [JobRecord.from_row(r) for r in rows]
+
+    def iter_items(self, batch_id: str, page_size: int = 1000) -> Iterator[JobRecord]:
+        """Every item job of the batch, in order, read a page at a time."""
+        after = -1
+        while page := self.items(batch_id, after, page_size):
+            yield from page
+            after = page[-1].batch_index if page[-1].batch_index is not None else after + len(page)
 
     def purge_before(self, cutoff_s: float) -> int:
         old = sa.select(batches.c.id).where(batches.c.finished_at < cutoff_s)
