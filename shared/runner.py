@@ -80,6 +80,7 @@ def run_job(
         return False
     job = store.jobs.get(job_id)
     started = time.perf_counter()
+    finished = False
     with Heartbeat(store, job_id, settings.queue.heartbeat_s) as beat:
         try:
             to_shards = None if scatter is None else (lambda plan: scatter(job_id, plan))
@@ -87,19 +88,20 @@ def run_job(
             if envelope is None:
                 return True  # scattered: the shards finish the job
             envelope["job_id"] = job.id
-            store.jobs.finish(job_id, result=envelope)
+            finished = store.jobs.finish(job_id, result=envelope)
         except JobCanceled:
-            pass  # the row already says canceled
+            pass  # the row already says canceled, and the cancel sent its own notifications
         except MediaMatchError as exc:
-            store.jobs.finish(job_id, error=(exc.code, exc.message))
+            finished = store.jobs.finish(job_id, error=(exc.code, exc.message))
         except timeout_errors as exc:
             err = JobTimeout(f"the {job.kind} job exceeded its time limit")
-            store.jobs.finish(job_id, error=(err.code, err.message))
+            finished = store.jobs.finish(job_id, error=(err.code, err.message))
             log.warning("job %s timed out: %r", job_id, exc)
         except Exception:
             log.exception("job %s failed unexpectedly", job_id)
-            store.jobs.finish(job_id, error=("internal_error", "unexpected error while matching; see worker logs"))
-    after_job(store, job_id, notify)
+            finished = store.jobs.finish(job_id, error=("internal_error", "unexpected error; see worker logs"))
+    if finished:  # not when a cancel won the race: its notifications are already out
+        after_job(store, job_id, notify)
     return True
 
 
