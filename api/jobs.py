@@ -32,8 +32,8 @@ def cancel_job(job_id: str) -> Any:
     job = svc.store.jobs.get(job_id)
     check_owner(job.api_key_id, f"job {job_id}")
     if not job.final:
-        job = svc.store.jobs.cancel(job_id)
-        if job.status is JobStatus.CANCELED:
+        job, canceled = svc.store.jobs.cancel(job_id)
+        if canceled:
             for side in ("source", "target"):
                 upload = job.request.get(f"{side}_upload")
                 if upload and job.started_at is None:

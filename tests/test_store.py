@@ -60,7 +60,9 @@ def test_job_lifecycle_and_idempotency(store: Store) -> None:
 def test_cancel_wins_over_a_late_finish(store: Store) -> None:
     job, _ = store.jobs.create("audio", {}, api_key_id=None)
     store.jobs.claim(job.id, 60)
-    assert store.jobs.cancel(job.id).status is JobStatus.CANCELED
+    canceled, changed = store.jobs.cancel(job.id)
+    assert changed and canceled.status is JobStatus.CANCELED
+    assert store.jobs.cancel(job.id)[1] is False  # only one caller cancels (and notifies)
     assert not store.jobs.heartbeat(job.id, 0.9)  # the runner learns of the cancel
     assert not store.jobs.finish(job.id, result={})
     assert store.jobs.get(job.id).status is JobStatus.CANCELED

@@ -201,14 +201,15 @@ class Jobs:
             ).rowcount
         return n == 1
 
-    def cancel(self, job_id: str) -> JobRecord:
+    def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
+        """Cancel a queued or running job; the flag says whether this call did it."""
         with self.engine.begin() as conn:
-            conn.execute(
+            n = conn.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
                 .values(status=JobStatus.CANCELED.value, finished_at=time.time(), heartbeat_at=None)
-            )
-        return self.get(job_id)
+            ).rowcount
+        return self.get(job_id), n == 1
 
     def stale(self, stale_after_s: float, queued_after_s: float | None, limit: int = 100) -> list[JobRecord]:
         """Jobs whose worker died (silent heartbeat) and, optionally, jobs queued too long, that were not
