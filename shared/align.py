@@ -16,17 +16,24 @@ Evaluation Protocol for Segment-level Video Copy Detection", CVPR 2022):
    chains are dropped, and the box each accepted run spans is removed from the pool before the next vote,
    which allows several segments (reused clips, reordered clips).
 
-``hamming_matches`` builds the match set for binary hashes. It computes Hamming distances as a matrix
-product of ±1 vectors (``d = (bits - a·b) / 2``), chunked over source rows, so BLAS does the work.
+``hamming_matches`` builds the match set for binary hashes: a dense matrix product of ±1 vectors (BLAS)
+finds candidates, optionally on the leading bytes only, and a popcount gives their exact distances.
 
 This module imports only numpy and ``shared.protocol``; it knows nothing about video or audio.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+
+try:  # optional: without it BLAS keeps its default thread count
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover - depends on the environment
+    threadpool_limits = None
 
 from shared.protocol import Segment
 
@@ -70,6 +77,15 @@ class Run:
         )
 
 
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run BLAS on one thread. The products here are thin (64 or 256 columns) and memory-bound; on a busy
+    2-core machine OpenBLAS's own threads fight the worker processes: two 1-hour fingerprints aligned in
+    0.26 s on one thread and 0.9-1.5 s on two (``bench/video/REPORT.md``). Workers parallelise by process."""
+    with threadpool_limits(limits=1, user_api="blas") if threadpool_limits is not None else nullcontext():
+        yield
+
+
 def _signed(bits: np.ndarray) -> np.ndarray:
     """Packed uint8 hashes (N, B) -> float32 (N, 8B) of ±1, the form in which a dot product counts agreement."""
     unpacked = np.unpackbits(np.ascontiguousarray(bits, dtype=np.uint8), axis=1)
@@ -85,54 +101,71 @@ def hamming_matches(
     source_valid: np.ndarray | None = None,
     target_valid: np.ndarray | None = None,
     invert_mask: np.ndarray | None = None,
-    chunk_rows: int = 1024,
+    chunk_rows: int = 256,
+    distinct_margin_bits: int | None = None,
+    prefilter_bytes: int = 0,
+    prefilter_max_distance_bits: int = 0,
 ) -> list[FrameMatches]:
     """Pairs with Hamming distance <= ``max_distance_bits`` between packed hashes (rows of uint8).
 
     Returns one ``FrameMatches`` for the target as given and, when ``invert_mask`` (a packed hash) is set,
-    a second one for the target XOR that mask (e.g. a mirrored video under a flip-equivariant hash). Both
-    come from the same two half-products: with E/O the bits outside/inside the mask, ``d = dE + dO`` and
-    ``d_inverted = dE + (|O| - dO)``, so the inverted orientation costs no extra multiplication.
+    a second one for the target XOR that mask (e.g. a mirrored video under a flip-equivariant hash).
+
+    Two stages. The dense stage is a matrix product of ±1 vectors (``d = (bits - a·b) / 2``), chunked over
+    source rows, so BLAS does the work; with E/O the bits outside/inside the mask, ``dE + |dO|`` bounds both
+    orientations at once, so mirroring costs no extra product. With ``prefilter_bytes`` it runs on the
+    leading bytes of each hash only (a hash that puts its most robust bits first), keeping pairs within
+    ``prefilter_max_distance_bits`` there: four times fewer multiplications for 8 of 32 bytes. The exact
+    stage then counts the full distance of those candidates with a popcount of the packed XOR.
 
     Pairs where either side is not ``valid`` are never reported. Each source row keeps at most ``top_k``
     partners (the most similar), so a static input cannot blow up memory; the counts are taken before.
+
+    A sample's partner count is how many samples of the other side it matches. With ``distinct_margin_bits``
+    only partners within that margin of the sample's *best* match are counted (a ratio test in the spirit of
+    Lowe's): a surveillance shot whose frames all lie 40-60 bits apart still has one partner per sample when
+    its re-encode is 2 bits away, while a still picture matches everything equally well and keeps many.
+    Source counts are exact; target counts are taken over the pairs kept after the top-k pruning.
     Similarity is ``1 - d / (bits / 2)`` clipped to [0, 1]: 1 for identical, 0 at chance level.
     """
-    n_bits = source_bits.shape[1] * 8
-    a = _signed(source_bits)
-    b = _signed(target_bits)
+    source_bits = np.ascontiguousarray(source_bits, dtype=np.uint8)
+    target_bits = np.ascontiguousarray(target_bits, dtype=np.uint8)
+    n_bytes = source_bits.shape[1]
+    n_bits = n_bytes * 8
+    lead = prefilter_bytes if 0 < prefilter_bytes < n_bytes else n_bytes
+    stage_max = prefilter_max_distance_bits if lead < n_bytes else max_distance_bits
+    a = _signed(source_bits[:, :lead])
+    b = _signed(target_bits[:, :lead])
     if source_valid is not None:
-        a[~np.asarray(source_valid, bool)] = 0.0  # a zero row has dot 0 -> distance n_bits/2, never a match
+        a[~np.asarray(source_valid, bool)] = 0.0  # a zero row has dot 0 -> distance bits/2, never a match
     if target_valid is not None:
         b[~np.asarray(target_valid, bool)] = 0.0
-    inside = (
-        np.unpackbits(np.asarray(invert_mask, np.uint8)).astype(bool) if invert_mask is not None else None
-    )
-    if inside is None:
+    mask = None if invert_mask is None else np.asarray(invert_mask, np.uint8)
+    if mask is None:
         parts = [(a, b)]
     else:
+        inside = np.unpackbits(mask[:lead]).astype(bool)
         parts = [(a[:, ~inside], b[:, ~inside]), (a[:, inside], b[:, inside])]
-    min_dot = n_bits - 2 * max_distance_bits  # d <= T  <=>  a·b >= bits - 2T
+    min_dot = 8 * lead - 2 * stage_max  # d <= T  <=>  a·b >= bits - 2T
     n, m = a.shape[0], b.shape[0]
-    orientations = 1 if inside is None else 2
+    orientations = 1 if mask is None else 2
     found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(orientations)]
     counts = [[np.zeros(n, np.int64), np.zeros(m, np.int64)] for _ in range(orientations)]
-    for r0 in range(0, n, chunk_rows):
-        dots = [pa[r0 : r0 + chunk_rows] @ pb.T for pa, pb in parts]
-        if inside is None:
-            oriented = [dots[0]]
-        else:
-            oriented = [dots[0] + dots[1], dots[0] - dots[1]]
-        for o, dot in enumerate(oriented):
-            hit = dot >= min_dot
-            rows, cols = np.nonzero(hit)
-            if rows.size == 0:
-                continue
-            counts[o][0][r0 : r0 + hit.shape[0]] += np.bincount(rows, minlength=hit.shape[0])
-            counts[o][1] += np.bincount(cols, minlength=m)
-            sim = dot[rows, cols]
-            rows, cols, sim = _top_k_per_row(rows, cols, sim, top_k)
-            found[o].append((rows + r0, cols, sim))
+    with _one_blas_thread():
+        _scan(
+            parts,
+            source_bits,
+            target_bits,
+            mask,
+            min_dot,
+            max_distance_bits,
+            distinct_margin_bits,
+            top_k,
+            chunk_rows,
+            found,
+            counts,
+        )
+
     out = []
     for o in range(orientations):
         if found[o]:
@@ -142,10 +175,59 @@ def hamming_matches(
         else:
             rows = cols = np.zeros(0, np.int64)
             dot = np.zeros(0, np.float32)
+        if distinct_margin_bits is not None and cols.size:
+            col_best = np.full(m, -np.inf, np.float32)
+            np.maximum.at(col_best, cols, dot)
+            near = dot >= col_best[cols] - 2 * distinct_margin_bits
+            counts[o][1] = np.bincount(cols[near], minlength=m).astype(np.int64)
         # a·b = bits - 2d, so 1 - d/(bits/2) = a·b / bits
         sim = np.clip(dot / float(n_bits), 0.0, 1.0).astype(np.float32)
         out.append(FrameMatches(rows, cols, sim, counts[o][0], counts[o][1]))
     return out
+
+
+def _scan(
+    parts: list[tuple[np.ndarray, np.ndarray]],
+    source_bits: np.ndarray,
+    target_bits: np.ndarray,
+    mask: np.ndarray | None,
+    min_dot: float,
+    max_distance_bits: int,
+    distinct_margin_bits: int | None,
+    top_k: int,
+    chunk_rows: int,
+    found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]],
+    counts: list[list[np.ndarray]],
+) -> None:
+    """The two stages of ``hamming_matches`` over chunks of source rows; appends to ``found`` and ``counts``."""
+    n_bits = source_bits.shape[1] * 8
+    n, m = parts[0][0].shape[0], parts[0][1].shape[0]
+    orientations = 1 if mask is None else 2
+    for r0 in range(0, n, chunk_rows):
+        dots = [pa[r0 : r0 + chunk_rows] @ pb.T for pa, pb in parts]
+        rows_in_chunk = dots[0].shape[0]
+        either = dots[0] if mask is None else np.abs(dots[1]) + dots[0]
+        chunk_rows_idx, chunk_cols = np.divmod(np.flatnonzero(either >= min_dot), m)
+        if chunk_rows_idx.size == 0:
+            continue
+        xor = source_bits[chunk_rows_idx + r0] ^ target_bits[chunk_cols]
+        for o in range(orientations):
+            d = np.bitwise_count(xor if o == 0 else xor ^ mask).sum(axis=1, dtype=np.int64)
+            keep = d <= max_distance_bits
+            rows, cols = chunk_rows_idx[keep], chunk_cols[keep]
+            dot = (n_bits - 2 * d[keep]).astype(np.float32)
+            if rows.size == 0:
+                continue
+            if distinct_margin_bits is None:
+                counts[o][0][r0 : r0 + rows_in_chunk] += np.bincount(rows, minlength=rows_in_chunk)
+                counts[o][1] += np.bincount(cols, minlength=m)
+            else:
+                best = np.full(rows_in_chunk, -np.inf, np.float32)
+                np.maximum.at(best, rows, dot)
+                near = dot >= best[rows] - 2 * distinct_margin_bits
+                counts[o][0][r0 : r0 + rows_in_chunk] += np.bincount(rows[near], minlength=rows_in_chunk)
+            rows, cols, dot = _top_k_per_row(rows, cols, dot, top_k)
+            found[o].append((rows + r0, cols, dot))
 
 
 def _top_k_per_row(
@@ -251,8 +333,26 @@ def align_runs(
                 & (tb[j] < run.target_end_s - 1e-6)
             )
             alive &= ~in_box
+    runs = _drop_shadows(runs)
     runs.sort(key=lambda r: (r.source_start_s, r.target_start_s))
     return runs
+
+
+def _drop_shadows(runs: list[Run]) -> list[Run]:
+    """Drop a run that mostly repeats a stronger one (at least half of it, on both axes): slow footage also
+    matches a step or two off the true diagonal, and such a parallel run is the same overlap, not a reuse."""
+    kept: list[Run] = []
+    for run in sorted(runs, key=lambda r: -r.votes):
+        src_len = max(1e-9, run.source_end_s - run.source_start_s)
+        tgt_len = max(1e-9, run.target_end_s - run.target_start_s)
+        if not any(
+            min(run.source_end_s, k.source_end_s) - max(run.source_start_s, k.source_start_s) >= 0.5 * src_len
+            and min(run.target_end_s, k.target_end_s) - max(run.target_start_s, k.target_start_s)
+            >= 0.5 * tgt_len
+            for k in kept
+        ):
+            kept.append(run)
+    return kept
 
 
 def _split_on_gaps(

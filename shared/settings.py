@@ -71,8 +71,9 @@ class ImageSettings:
     #: Local-feature stage (``shared/kinds/image/verify.py``). It is skipped when the global hashes are
     #: already this close (a clear match needs no geometry).
     local_skip_below_bits: int = 16
-    #: A descriptor match needs at most this many differing bits (of 256) and must pass Lowe's ratio test.
-    max_descriptor_bits: int = 64
+    #: A descriptor match needs at most this many differing bits (of the 128 stored) and must pass Lowe's
+    #: ratio test.
+    max_descriptor_bits: int = 36
     ratio_test: float = 0.85
     #: RANSAC inlier tolerance, in working pixels (the trimmed image resized to a 512 px long side).
     ransac_reproj_px: float = 6.0
@@ -80,14 +81,17 @@ class ImageSettings:
     #: the other, inlier hull over the overlap, inliers over the keypoints inside the overlap.
     max_scale_ratio: float = 6.0
     min_containment: float = 0.6
-    min_inlier_spread: float = 0.08
-    min_inlier_ratio: float = 0.08
+    min_inlier_spread: float = 0.02
+    min_inlier_ratio: float = 0.04
     #: Fewer verified inliers than this is no local evidence (score 0); ``local_inliers_at_threshold``
-    #: inliers score exactly 0.80, the default ``match_threshold`` (calibrated on bench/image).
+    #: inliers score exactly 0.80, the default ``match_threshold`` (calibrated on bench/image, seed 1), and
+    #: the local score rises towards ``local_max_score`` (< 1: a second shot of the same scene can have as
+    #: many consistent keypoints as a crop, so local evidence never outranks a near-identical global hash).
     local_min_inliers: int = 6
-    local_inliers_at_threshold: float = 12.0
+    local_inliers_at_threshold: float = 10.0
+    local_max_score: float = 0.90
     #: Confidence "high" for scores at or above this (or at or below ``low_score``, a clear non-match).
-    high_score: float = 0.90
+    high_score: float = 0.88
     low_score: float = 0.50
 
 
@@ -103,15 +107,16 @@ class AudioSettings:
     #: Source gaps longer than this split an aligned line into separate segments.
     max_gap_s: float = 4.0
     #: A run needs this much weighted evidence (aligned triplets) and this many pairs to become a segment.
-    min_run_evidence: float = 8.0
-    min_run_distinct: int = 8
+    min_run_evidence: float = 4.0
+    min_run_distinct: int = 5
     #: A run whose span holds fewer triplets per second than this (on either side) is low-information
-    #: (noise, clicks, near-silence: 2-4/s; music and speech: 25-70/s) and never evidence.
+    #: (white/pink noise: 2.5-3.6/s; music and speech: 25-70/s) and never evidence.
+    #: The evidence values below were calibrated on the benchmark's tuning split (bench/audio/REPORT.md).
     min_hash_rate_per_s: float = 10.0
     #: Runs whose aligned share of the triplets in their span is below this are discounted proportionally.
-    full_density: float = 0.05
+    full_density: float = 0.03
     #: Evidence that gives a score of 1 - 1/e (0.63); the default threshold 0.5 is 0.69 of it.
-    evidence_scale: float = 20.0
+    evidence_scale: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,11 @@ class VideoSettings:
     max_pixels_per_frame: int = 8192 * 4320
     min_segment_s: float = 2.0
     sample_fps: float = 2.0
-    #: Two frame hashes (256 bits) at most this far apart count as the same picture.
-    max_distance_bits: int = 64
+    #: Two frame hashes (224 bits) at most this far apart count as the same picture.
+    max_distance_bits: int = 56
+    #: Candidate pairs must first be this close on the hash's 64 lowest-frequency bits (a fast prefilter,
+    #: ``shared.align.hamming_matches``); unrelated frames sit near 32 there.
+    prefilter_max_distance_bits: int = 20
     #: A sample's partners (for the distinctiveness weighting of votes) are the samples of the other video
     #: within this many bits of its best match; see ``shared.align.hamming_matches``.
     distinct_margin_bits: int = 4

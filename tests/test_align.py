@@ -158,3 +158,50 @@ def test_no_matches_no_runs() -> None:
         *(np.zeros(0, np.int64),) * 2, np.zeros(0, np.float32), *(np.zeros(5, np.int64),) * 2
     )
     assert align_runs(empty, times(5), times(5), step_s=STEP_S, min_segment_s=1.0, max_gap_s=1.0) == []
+
+
+# -- the prefilter, the distinctiveness margin and shadow runs --------------------------------------------
+def test_the_prefilter_keeps_every_pair_it_can_prove_close() -> None:
+    """Prefiltering on the leading bytes gives exactly the pairs that are close on both the lead and the
+    whole hash (here the lead threshold is loose enough to keep every pair within the full one)."""
+    a = random_hashes(50, 31)
+    b = np.concatenate([noisy(a[:25], 0.08, 32), random_hashes(25, 33)])
+    mask = random_hashes(1, 34)[0]
+    full = hamming_matches(a, b, max_distance_bits=64, invert_mask=mask, top_k=100)
+    fast = hamming_matches(
+        a,
+        b,
+        max_distance_bits=64,
+        invert_mask=mask,
+        top_k=100,
+        prefilter_bytes=8,
+        prefilter_max_distance_bits=64,
+    )
+    for x, y in zip(full, fast, strict=True):
+        assert sorted(zip(x.source_index, x.target_index, strict=True)) == sorted(
+            zip(y.source_index, y.target_index, strict=True)
+        )
+        assert np.array_equal(x.source_counts, y.source_counts)
+    tight = hamming_matches(a, b, max_distance_bits=64, prefilter_bytes=8, prefilter_max_distance_bits=0)[0]
+    d = brute_distances(a[:, :8], b[:, :8])
+    assert all(d[i, j] == 0 for i, j in zip(tight.source_index, tight.target_index, strict=True))
+
+
+def test_partners_are_counted_near_the_best_match_only() -> None:
+    """A sample 2 bits from its copy and 40+ from the other frames of its shot has one partner; a still
+    frame repeated 30 times has 30, however the margin is set."""
+    shot = noisy(np.repeat(random_hashes(1, 40), 30, axis=0), 0.18, 41)  # ~46 bits apart from each other
+    copy = noisy(shot, 0.008, 42)
+    (m,) = hamming_matches(shot, copy, max_distance_bits=64, distinct_margin_bits=4, top_k=30)
+    assert np.median(m.source_counts) == 1
+    still = np.repeat(random_hashes(1, 43), 30, axis=0)
+    (s,) = hamming_matches(still, still, max_distance_bits=64, distinct_margin_bits=4, top_k=30)
+    assert (s.source_counts == 30).all() and (s.target_counts == 30).all()
+
+
+def test_a_parallel_shadow_of_a_run_is_dropped() -> None:
+    """Two nearly identical diagonals one step apart (slow footage) are one overlap, not two."""
+    a = random_hashes(40, 50)
+    slow = np.repeat(a, 2, axis=0)[:40]  # every picture held for two samples
+    runs = runs_for(slow, noisy(slow, 0.02, 51))
+    assert len(runs) == 1

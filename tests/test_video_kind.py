@@ -105,6 +105,25 @@ def letterbox(rgb: np.ndarray) -> np.ndarray:
     return cv2.copyMakeBorder(inner, 15, 15, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
 
 
+def letterbox_with_logo(rgb: np.ndarray) -> np.ndarray:
+    """Letterboxed, with a white caption drawn over the top bar (a channel logo on the bar)."""
+    framed = letterbox(rgb)
+    cv2.putText(framed, "TV 24", (6, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return framed
+
+
+def mild_crop(rgb: np.ndarray) -> np.ndarray:
+    """An 8% crop (off-centre), scaled back to the frame size."""
+    h, w = rgb.shape[:2]
+    part = rgb[round(0.05 * h) : round(0.97 * h), round(0.03 * w) : round(0.95 * w)]
+    return cv2.resize(part, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def title_card(rgb: np.ndarray) -> np.ndarray:
+    """A still generic intro card, the same in every video that uses it."""
+    return render(12, 0.3)
+
+
 CLIPS = {
     "source": dict(pieces=[(1, 0.0, 30.0)]),
     "reencode": dict(pieces=[(1, 0.0, 30.0)], codec="mpeg4", suffix=".avi"),
@@ -118,6 +137,8 @@ CLIPS = {
     "unrelated_short": dict(pieces=[(3, 0.0, 12.0)]),
     "static": dict(pieces=[(4, 0.5, 10.0)], transform=lambda rgb: render(4, 0.5)),
     "black": dict(pieces=[(-1, 0.0, 10.0)]),
+    "letterbox_logo": dict(pieces=[(1, 0.0, 30.0)], transform=letterbox_with_logo),
+    "crop": dict(pieces=[(1, 0.0, 30.0)], transform=mild_crop),
 }
 
 
@@ -216,6 +237,40 @@ def test_horizontal_flip_matches_and_is_reported(clip) -> None:
     assert_segment(m.segments[0], (0.0, 30.0), (0.0, 30.0))
 
 
+def test_a_logo_over_the_bars_does_not_stop_the_crop(clip) -> None:
+    assert clip("letterbox_logo")[1].crop == (15, 15, 0, 0)
+    m = compare(clip, "source", "letterbox_logo")
+    assert m.similarity_score >= 0.9
+    assert_segment(m.segments[0], (0.0, 30.0), (0.0, 30.0))
+
+
+def test_a_mild_crop_still_matches(clip) -> None:
+    assert clip("crop")[1].crop == (0, 0, 0, 0)  # not bars: nothing to cut
+    m = compare(clip, "source", "crop")
+    assert m.similarity_score >= THRESHOLD
+    assert_segment(m.segments[0], (0.0, 30.0), (0.0, 30.0))
+
+
+def test_a_shared_title_card_is_not_a_match(clip_dir: Path) -> None:
+    """Two different videos opening on the same still card (5 s) share no segment."""
+    fps = []
+    for name, seed in (("intro_a.mp4", 2), ("intro_b.mp4", 3)):
+        path = write_clip(clip_dir / name, [(12, 0.0, 5.0), (seed, 0.0, 10.0)], transform=_card_first_5s())
+        fps.append(KIND.fingerprint(media(path), SETTINGS))
+    m = KIND.compare(fps[0], fps[1], SETTINGS)
+    assert not m.segments and m.similarity_score < THRESHOLD
+
+
+def _card_first_5s():
+    """A transform that replaces the first 5 s (125 frames at 25 fps) by the title card."""
+    count = iter(range(10**6))
+
+    def transform(rgb: np.ndarray) -> np.ndarray:
+        return title_card(rgb) if next(count) < 125 else rgb
+
+    return transform
+
+
 @pytest.mark.parametrize("other", ["unrelated", "unrelated_short"])
 def test_unrelated_videos_do_not_match(clip, other: str) -> None:
     for a, b in (("source", other), (other, "source")):
@@ -249,7 +304,7 @@ def test_score_grows_with_evidence(clip) -> None:
 def test_fingerprint_samples_on_the_grid(clip) -> None:
     fp = clip("source")[1]
     assert fp.duration_s == pytest.approx(30.0)
-    assert fp.hashes.shape == (60, 32) and fp.hashes.dtype == np.uint8
+    assert fp.hashes.shape == (60, 28) and fp.hashes.dtype == np.uint8
     assert np.allclose(fp.timestamps_s, np.arange(60) * 0.5)
 
 
@@ -290,10 +345,12 @@ def test_golden_fingerprint(clip_dir: Path) -> None:
     """Lossless FFV1, so only our code, OpenCV and the decoder can move it. Update deliberately."""
     path = write_clip(clip_dir / "golden.mkv", [(21, 0.0, 6.0)], fps=10, codec="ffv1")
     fp = KIND.fingerprint(media(path), SETTINGS)
-    assert hashlib.sha256(fp.to_bytes()).hexdigest() == GOLDEN_SHA256
+    digest = hashlib.sha256(fp.to_bytes()).hexdigest()
+    assert digest == GOLDEN_SHA256, digest
 
 
-GOLDEN_SHA256 = "eb7c614afbce54b5394a47b87099d700f0eb8248c2f0c1a9fea48547908430ae"
+#: Version 3 (224 bits, Hann-windowed DCT, robust bits first, audio attachment field).
+GOLDEN_SHA256 = "9825cc1a07fe319aafaf806586e00f50abeddff30f0a647a53deda2f27c1bd48"
 
 
 # -- the kind and its errors ----------------------------------------------------------------------------
@@ -369,3 +426,57 @@ def test_every_frame_decoding_gives_the_same_hashes(clip) -> None:
     fp = KIND.fingerprint(clip("embedded")[0], every)
     m = KIND.compare(clip("source")[1], fp, every)
     assert_segment(m.segments[0], (5.0, 15.0), (8.0, 18.0), tol=0.0)
+
+
+# -- the soundtrack ---------------------------------------------------------------------------------------
+def _melody(seed: int, duration_s: float, sr: int = 16000) -> np.ndarray:
+    """Random notes with two harmonics and decaying envelopes: something with spectral peaks to landmark."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros(int(duration_s * sr), np.float32)
+    t0 = 0
+    while t0 < x.size:
+        n = int(rng.uniform(0.12, 0.35) * sr)
+        f = 220.0 * 2 ** (rng.integers(0, 24) / 12)
+        t = np.arange(min(n, x.size - t0)) / sr
+        note = np.sin(2 * np.pi * f * t) + 0.5 * np.sin(4 * np.pi * f * t) + 0.25 * np.sin(6 * np.pi * f * t)
+        x[t0 : t0 + t.size] += (note * np.exp(-4 * t)).astype(np.float32)
+        t0 += n
+    return 0.3 * x / max(1e-6, float(np.abs(x).max()))
+
+
+def _with_audio(clip, clip_dir: Path, name: str, seed: int, out: str) -> VideoFingerprint:
+    wav = clip_dir / f"{out}.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((_melody(seed, 30.0) * 32767).astype("<i2").tobytes())
+    path = clip_dir / f"{out}.mkv"
+    video = clip(name)[0].path
+    with av.open(str(video)) as vin, av.open(str(wav)) as ain, av.open(str(path), "w") as dst:
+        v_out = dst.add_stream_from_template(vin.streams.video[0])
+        a_out = dst.add_stream("flac", rate=16000)
+        for packet in vin.demux(vin.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = v_out
+                dst.mux(packet)
+        for frame in ain.decode(audio=0):
+            dst.mux(a_out.encode(frame))
+        dst.mux(a_out.encode())
+    return KIND.fingerprint(media(path), SETTINGS)
+
+
+def test_audio_similarity_is_reported_apart_from_the_visual_match(clip, clip_dir: Path) -> None:
+    same_a = _with_audio(clip, clip_dir, "source", 1, "with_audio_a")
+    same_b = _with_audio(clip, clip_dir, "reencode", 1, "with_audio_b")
+    swapped = _with_audio(clip, clip_dir, "reencode", 2, "with_audio_c")
+    assert same_a.audio and not clip("source")[1].audio
+    agree = KIND.compare(same_a, same_b, SETTINGS)
+    differ = KIND.compare(same_a, swapped, SETTINGS)
+    silent = KIND.compare(same_a, clip("reencode")[1], SETTINGS)
+    assert agree.details["audio_similarity"] >= 0.5 > differ.details["audio_similarity"]
+    assert silent.details["audio_similarity"] is None
+    # the visual decision does not move with the soundtrack
+    assert agree.similarity_score == differ.similarity_score == silent.similarity_score >= 0.8
+    back = VideoFingerprint.from_bytes(same_a.to_bytes())
+    assert back.audio == same_a.audio and np.array_equal(back.hashes, same_a.hashes)

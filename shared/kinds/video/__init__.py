@@ -2,10 +2,11 @@
 
 Pipeline: ``decode.Sampler`` yields small grayscale frames on a 2 fps grid of content time; the first
 informative ones vote on black bars (``frames.choose_crop``), after which every frame is cropped and hashed
-(``frames.frame_hash``, PDQ-like, 256 bits); ``compare`` aligns two fingerprints with ``shared.align``.
+(``frames.frame_hash``, PDQ-like, 224 bits); ``compare`` aligns two fingerprints with ``shared.align``.
 
 Module map: ``decode`` (PyAV, limits, sampling), ``frames`` (crop, hash), ``fingerprint`` (the value type and
-its bytes), ``compare`` (alignment and score). Imports PyAV and OpenCV, never Flask or Celery.
+its bytes), ``compare`` (alignment and score), ``soundtrack`` (``details.audio_similarity`` through the audio
+kind's public ``KIND``). Imports PyAV and OpenCV, never Flask or Celery.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 from shared.kinds.video.compare import compare as _compare
 from shared.kinds.video.decode import Sampler, TooSparse, header_duration_s, open_video
 from shared.kinds.video.fingerprint import VideoFingerprint
-from shared.kinds.video.frames import Crop, choose_crop, frame_hash, measure_bars
+from shared.kinds.video.frames import HASH_BYTES, Crop, choose_crop, frame_hash, measure_bars
+from shared.kinds.video.soundtrack import fingerprint_audio
 from shared.protocol import Fingerprint, LocalMedia, Match, Progress, no_progress
 from shared.settings import Settings
 from shared.sniff import VIDEO_MIMES
@@ -41,24 +43,27 @@ class VideoKind:
     def fingerprint(
         self, media: LocalMedia, settings: Settings, progress: Progress = no_progress
     ) -> VideoFingerprint:
+        visual: Progress = lambda f: progress(0.95 * f)  # noqa: E731
         try:
             sampler, hasher = _sample_and_hash(
-                media, settings, progress, skip_nonref=settings.video.skip_nonref_frames
+                media, settings, visual, skip_nonref=settings.video.skip_nonref_frames
             )
         except TooSparse:
-            sampler, hasher = _sample_and_hash(media, settings, progress, skip_nonref=False)
+            sampler, hasher = _sample_and_hash(media, settings, visual, skip_nonref=False)
+        audio = fingerprint_audio(media, settings, lambda f: progress(0.95 + 0.05 * f))
         progress(1.0)
         width, height = sampler.frame_size
         h, w = hasher.shape
         src_crop = hasher.crop.scaled(width / w, height / h) if h and w else Crop()
         return VideoFingerprint(
-            hashes=np.stack(hasher.hashes) if hasher.hashes else np.zeros((0, 32), np.uint8),
+            hashes=np.stack(hasher.hashes) if hasher.hashes else np.zeros((0, HASH_BYTES), np.uint8),
             duration_s=sampler.duration_s,
             fps=sampler.fps,
             sample_fps=settings.video.sample_fps,
             start_index=hasher.start_index,
             frame_size=(width, height),
             crop=(src_crop.top, src_crop.bottom, src_crop.left, src_crop.right),
+            audio=audio,
         )
 
     def compare(self, a: Fingerprint, b: Fingerprint, settings: Settings) -> Match:
@@ -95,7 +100,7 @@ class _CroppingHasher:
         self._votes: list[Crop] = []
         self._buffer: list[tuple[int, np.ndarray]] = []
         self._last_frame: np.ndarray | None = None
-        self._last_hash = np.zeros(32, np.uint8)
+        self._last_hash = np.zeros(HASH_BYTES, np.uint8)
 
     def add(self, index: int, frame: np.ndarray) -> None:
         if self.decided:

@@ -6,14 +6,20 @@ is reported.
 
 Score calibration (all factors in [0, 1], each monotone in evidence):
 
-- ``quality``: the mean frame similarity over all aligned pairs (1 - d/128 for Hamming distance d; a clean
-  re-encode is about 0.9, the match threshold on d sits at 1 - T/128);
+- ``quality``: the mean frame similarity over all aligned pairs (1 - d/112 for Hamming distance d over the
+  224 bits; a clean re-encode is about 0.9, the match threshold on d sits at 1 - T/112);
 - ``evidence``: ``1 - exp(-E / EVIDENCE_SCALE)`` where E counts aligned pairs weighted by distinctiveness
   (a frame that matches k frames counts 1/sqrt(k)); with shots where each 2 fps sample resembles 3 or 4
   neighbours, 5 s of footage gives about 0.5 and 10 s about 0.7, 20 s about 0.9;
 - ``coverage``: the fraction of the shorter video inside the segments;
 - ``score = quality * (1 - (1 - evidence) * (1 - coverage))``: a pair is similar when the aligned frames are
   close *and* there is either a lot of aligned footage or most of the shorter video is covered.
+
+Runs come from ``shared.align`` (Hough voting on the offset, votes weighted by how distinctive a frame
+match is within ``distinct_margin_bits`` of its best partner). A run must show at least ``min_run_distinct``
+different pictures on each side (``_lively``): a title card, a fade or a still shot shared by two different
+videos is one picture however long it lasts, and never becomes a segment. The soundtrack's agreement is
+reported as ``details.audio_similarity`` (``soundtrack``) and never enters the score.
 
 Videos with almost no information (black, blank, a single still) are refused up front: score 0, warning
 ``low_information``, confidence ``low``. A still image shown for minutes is an image question, not a video one.
@@ -28,7 +34,8 @@ import numpy as np
 
 from shared.align import Run, align_runs, hamming_matches
 from shared.kinds.video.fingerprint import VideoFingerprint
-from shared.kinds.video.frames import FLIP_MASK, distinct_count
+from shared.kinds.video.frames import FLIP_MASK, ROBUST_BYTES, distinct_count
+from shared.kinds.video.soundtrack import audio_similarity
 from shared.protocol import Confidence, Match
 from shared.settings import Settings
 
@@ -55,6 +62,7 @@ def compare(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -> Mat
         "crop_target": list(b.crop),
         "distinct_samples": list(distinct),
     }
+    details["audio_similarity"] = audio_similarity(a.audio, b.audio, settings)
     low = [side for side, n in zip(("source", "target"), distinct, strict=True) if n < MIN_DISTINCT]
     if low:
         details["low_information"] = low
@@ -68,6 +76,9 @@ def compare(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -> Mat
         source_valid=a.informative,
         target_valid=b.informative,
         invert_mask=FLIP_MASK,
+        distinct_margin_bits=vs.distinct_margin_bits,
+        prefilter_bytes=ROBUST_BYTES,
+        prefilter_max_distance_bits=vs.prefilter_max_distance_bits,
     )
     step_s = max(a.step_s, b.step_s)
     readings = []
@@ -81,7 +92,9 @@ def compare(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -> Mat
             max_gap_s=vs.max_gap_s,
             source_ignorable=~a.informative,
         )
-        runs = [_clamped(r, a.duration_s, b.duration_s) for r in runs]
+        runs = [
+            _clamped(r, a.duration_s, b.duration_s) for r in runs if _lively(r, a, b, vs.min_run_distinct)
+        ]
         readings.append((score_runs(runs, a.duration_s, b.duration_s), runs))
     flipped = readings[1][0] > readings[0][0] + FLIP_MARGIN
     score, runs = readings[1] if flipped else readings[0]
@@ -126,6 +139,20 @@ def _union_s(spans: list[tuple[float, float]]) -> float:
             total += stop - start
             end = stop
     return total
+
+
+def _lively(run: Run, a: VideoFingerprint, b: VideoFingerprint, min_distinct: int) -> bool:
+    """Whether both sides of a run show at least ``min_distinct`` different pictures: a still shot, a title
+    card or a fade shared by two videos is one picture, however long, and never makes a segment."""
+    for fp, start_s, end_s in (
+        (a, run.source_start_s, run.source_end_s),
+        (b, run.target_start_s, run.target_end_s),
+    ):
+        k0 = max(0, round(start_s * fp.sample_fps) - fp.start_index)
+        k1 = max(k0, round(end_s * fp.sample_fps) - fp.start_index)
+        if distinct_count(fp.hashes[k0:k1], fp.informative[k0:k1], CHANGE_BITS) < min_distinct:
+            return False
+    return True
 
 
 def _clamped(run: Run, source_duration_s: float, target_duration_s: float) -> Run:

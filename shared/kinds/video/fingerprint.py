@@ -1,17 +1,19 @@
 """``VideoFingerprint``: frame hashes on a regular time grid, with a compact versioned binary form.
 
 Samples sit on the grid ``t_k = k / sample_fps`` of content time (seconds since the first frame), so their
-times are implied by ``start_index`` and the sample count and cost no bytes. A sample carries the 32-byte
+times are implied by ``start_index`` and the sample count and cost no bytes. A sample carries the 28-byte
 frame hash; a frame without information (black, blank) is stored as the all-zero hash, which a real frame
 never produces (``frames.frame_hash`` keeps them apart), so the flag costs no bytes either.
 
 The hashes are XORed with the previous row (consecutive samples of one shot share most bits) and deflated;
-when that does not help the raw rows are kept. At 2 samples/s the form stays at or under 64 bytes per second
-of video as soon as a little of the content is continuous shots; a worst case of unrelated noise frames costs
-64 bytes/s plus the 47-byte header.
+when that does not help the raw rows are kept. A raw row is 28 bytes, so at 2 samples/s the rows never cost
+more than 56 bytes per second of video, and the 51-byte header keeps the whole form under 64 B/s for any
+video longer than about 6.4 s.
 
-Layout after ``pack_header``: ``<f duration_s, f fps, f sample_fps, I start_index, I n_samples, H width,
-H height, 4H crop (top, bottom, left, right; source pixels), B encoding (0 raw, 1 xor+zlib)``, then the rows.
+Layout after ``pack_header`` (version 3): ``<f duration_s, f fps, f sample_fps, I start_index, I n_samples,
+H width, H height, 4H crop (top, bottom, left, right; source pixels), B encoding (0 raw, 1 xor+zlib),
+I audio_bytes``, then the rows, then the optional audio attachment (the audio kind's own versioned bytes, about
+500 B/s; the 64 B/s budget is for the visual part, which is all a catalog needs to index).
 """
 
 from __future__ import annotations
@@ -24,17 +26,17 @@ from typing import ClassVar
 import numpy as np
 
 from shared.errors import DecodeFailed
+from shared.kinds.video.frames import HASH_BYTES
 from shared.protocol import pack_header, unpack_header
 
-HASH_BYTES = 32
-_FIELDS = struct.Struct("<fffIIHHHHHHB")
+_FIELDS = struct.Struct("<fffIIHHHHHHBI")
 _RAW, _XOR_ZLIB = 0, 1
 
 
 @dataclass(frozen=True, eq=False)
 class VideoFingerprint:
     kind: ClassVar[str] = "video"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 3
 
     #: (N, 32) uint8; all-zero rows are samples without information.
     hashes: np.ndarray
@@ -47,6 +49,10 @@ class VideoFingerprint:
     #: (width, height) of the decoded frames, and the black bars cropped before hashing, in their pixels.
     frame_size: tuple[int, int] = (0, 0)
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+    #: The audio kind's fingerprint of the soundtrack (``AudioFingerprint.to_bytes``), or empty when the file
+    #: has no audio track or ``VideoSettings.audio_similarity`` is off. Only ``details.audio_similarity``
+    #: reads it; the visual match never does.
+    audio: bytes = b""
     informative: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,18 +87,22 @@ class VideoFingerprint:
             height,
             *self.crop,
             encoding,
+            len(self.audio),
         )
-        return pack_header(self.kind, self.version) + fields + body
+        return pack_header(self.kind, self.version) + fields + body + self.audio
 
     @classmethod
     def from_bytes(cls, data: bytes) -> VideoFingerprint:
         payload = unpack_header(bytes(data), cls.kind, cls.version)
         if len(payload) < _FIELDS.size:
             raise DecodeFailed("video fingerprint bytes are truncated")
-        duration_s, fps, sample_fps, start, n, width, height, top, bottom, left, right, encoding = (
+        duration_s, fps, sample_fps, start, n, width, height, top, bottom, left, right, encoding, n_audio = (
             _FIELDS.unpack_from(payload)
         )
         body = bytes(payload[_FIELDS.size :])
+        if n_audio > len(body):
+            raise DecodeFailed("video fingerprint bytes are truncated")
+        body, audio = body[: len(body) - n_audio], body[len(body) - n_audio :]
         if encoding == _XOR_ZLIB:
             try:
                 body = zlib.decompress(body)
@@ -113,4 +123,5 @@ class VideoFingerprint:
             start_index=int(start),
             frame_size=(int(width), int(height)),
             crop=(int(top), int(bottom), int(left), int(right)),
+            audio=audio,
         )
