@@ -81,6 +81,7 @@ def match_media(
         "threshold": threshold,
         "warnings": list(result.warnings),
         "details": dict(result.details),
+        "audio_similarity": result.details.get("audio_similarity") if kind.name == "video" else None,
         "source": _probe(source, durations[0]),
         "target": _probe(target, durations[1]),
         "job_id": None,

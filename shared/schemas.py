@@ -46,6 +46,11 @@ class EnvelopeSchema(Schema):
     threshold = fields.Float(required=True)
     warnings = fields.List(fields.String(), required=True)
     details = fields.Dict(required=True, metadata={"description": "explanation for a reviewer"})
+    audio_similarity = fields.Float(
+        allow_none=True,
+        metadata={"description": "video only: agreement of the soundtracks in [0, 1]; null without audio (or for identical bytes); "
+                  "reported apart, never part of the visual decision"},
+    )
     source = fields.Nested(ProbeSchema, required=True)
     target = fields.Nested(ProbeSchema, required=True)
     job_id = fields.String(allow_none=True)

@@ -114,6 +114,7 @@ def test_video_trim_gives_a_segment(client: Any, media: dict[str, str]) -> None:
     assert r.status_code == 200, r.text
     env = r.json()
     assert env["match"] is True and env["media_type"] == "video"
+    assert "audio_similarity" in env and env["audio_similarity"] is None  # the generated clips have no audio
     seg = max(env["matched_segments"], key=lambda s: s["source_end"] - s["source_start"])
     # The target is source seconds 3..12 re-encoded: it starts at target 0.
     assert abs(seg["source_start"] - 3.0) <= 0.75 and abs(seg["target_start"] - 0.0) <= 0.75
