@@ -17,8 +17,9 @@ from PIL import Image
 from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, UnsupportedMedia
 from shared.kinds import get_kind
 from shared.kinds.image import KIND, ImageFingerprint
+from shared.kinds.image.features import MAX_KEYPOINTS
 from shared.kinds.image.hashing import DIHEDRALS, dct_block, trim_box
-from shared.kinds.image.scoring import score_from_bits
+from shared.kinds.image.scoring import score_from_bits, score_from_inliers
 from shared.protocol import LocalMedia
 from shared.settings import Settings
 from shared.sniff import SNIFF_BYTES, sniff
@@ -84,13 +85,20 @@ def test_registry_and_protocol_basics(tmp_path: Path) -> None:
 def test_self_match_and_bytes_round_trip(base: tuple[Image.Image, ImageFingerprint]) -> None:
     _, f = base
     data = f.to_bytes()
-    assert len(data) < 400
+    assert 302 + 38 * 64 <= len(data) <= 302 + 38 * MAX_KEYPOINTS  # a few KB, keypoints included
     back = KIND.fingerprint_from_bytes(data)
     assert back == f and back.to_bytes() == data
     match = KIND.compare(f, back, SETTINGS)
     assert match.similarity_score == 1.0
     assert match.confidence == "high" and match.warnings == () and match.segments == ()
     assert match.details["transform"] == "identity" and match.details["hamming_bits"] == 0
+
+
+def test_version_1_fingerprints_are_refused(base: tuple[Image.Image, ImageFingerprint]) -> None:
+    data = bytearray(base[1].to_bytes())
+    data[12:14] = (1).to_bytes(2, "little")  # the header's version field
+    with pytest.raises(DecodeFailed, match="version 1"):
+        ImageFingerprint.from_bytes(bytes(data))
 
 
 def test_from_bytes_rejects_garbage(base: tuple[Image.Image, ImageFingerprint]) -> None:
@@ -163,6 +171,88 @@ def test_unrelated_images_do_not_match(tmp_path: Path) -> None:
         assert match.similarity_score < THRESHOLD, match.details
         assert match.details["hamming_bits"] >= 64
         assert match.confidence == "high"
+
+
+# -- local features: crops, canvases, small rotations ---------------------------------------------------
+def _crop_box(img: Image.Image, keep: float, left_frac: float, top_frac: float) -> tuple[int, int, int, int]:
+    w, h = round(img.width * keep**0.5 * 1.15), round(img.height * keep**0.5 / 1.15)  # aspect ratio changes
+    x, y = round((img.width - w) * left_frac), round((img.height - h) * top_frac)
+    return x, y, x + w, y + h
+
+
+def _screenshot(img: Image.Image) -> Image.Image:
+    canvas = Image.new("RGB", (img.width * 2, img.height * 2), (236, 236, 240))
+    pixels = np.asarray(canvas).copy()
+    pixels[:40] = (40, 60, 120)  # a title bar
+    for row in range(80, pixels.shape[0] - 20, 28):  # lines of "text" in a side bar
+        pixels[row : row + 8, 20 : 20 + int(60 + (row * 37) % 140)] = 30
+    canvas = Image.fromarray(pixels)
+    canvas.paste(img, (img.width // 2 + 110, img.height // 2))
+    return canvas
+
+
+LOCAL_VARIANTS = {
+    "crop_50_off_centre": lambda im: im.crop(_crop_box(im, 0.5, 0.9, 0.2)),
+    "crop_25_mirrored": lambda im: im.crop(_crop_box(im, 0.75, 0.1, 0.8)).transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    "rotate_4_degrees": lambda im: im.rotate(4, resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0)),
+    "screenshot_canvas": _screenshot,
+    "crop_then_rotate_90": lambda im: im.crop(_crop_box(im, 0.7, 0.5, 0.5)).transpose(Image.Transpose.ROTATE_270),
+}
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> tuple[Image.Image, ImageFingerprint]:
+    img = Image.fromarray(photo(21, 800, 600))
+    return img, fp(save(img, tmp_path_factory.mktemp("large") / "large.jpg", quality=90))
+
+
+@pytest.mark.parametrize("name", sorted(LOCAL_VARIANTS))
+def test_crops_canvases_and_rotations_match_through_local_features(
+    name: str, large: tuple[Image.Image, ImageFingerprint], tmp_path: Path
+) -> None:
+    img, source = large
+    target = fp(save(LOCAL_VARIANTS[name](img), tmp_path / "v.jpg", quality=80))
+    match = KIND.compare(source, target, SETTINGS)
+    assert match.similarity_score >= THRESHOLD, match.details
+    explanation = match.details["explanation"]
+    assert explanation["stage"] == "local_features" and explanation["inliers"] >= 10
+    assert explanation["mirror"] == (name == "crop_25_mirrored")
+    assert KIND.compare(target, source, SETTINGS).similarity_score >= THRESHOLD
+
+
+def test_explanation_reports_crop_box_and_rotation(large: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
+    img, source = large
+    box = _crop_box(img, 0.5, 0.8, 0.3)
+    target = fp(save(img.crop(box).transpose(Image.Transpose.ROTATE_270), tmp_path / "c.png"))
+    explanation = KIND.compare(source, target, SETTINGS).details["explanation"]
+    assert np.allclose(explanation["crop_box_source"], box, atol=12), (explanation, box)
+    assert abs(explanation["rotation_deg"] - 90.0) < 2.0 and abs(explanation["scale"] - 1.0) < 0.05
+    assert explanation["mirror"] is False
+
+
+def test_unrelated_large_photos_find_no_geometry(tmp_path: Path) -> None:
+    fps = [fp(save(Image.fromarray(photo(300 + i, 640, 480)), tmp_path / f"u{i}.jpg", quality=85)) for i in range(8)]
+    for a, b in itertools.combinations(fps, 2):
+        match = KIND.compare(a, b, SETTINGS)
+        assert match.similarity_score < THRESHOLD, match.details
+        assert (match.details["explanation"]["inliers"] or 0) < SETTINGS.image.local_inliers_at_threshold
+
+
+def test_inlier_score_is_monotone_and_calibrated() -> None:
+    image = SETTINGS.image
+    scores = [score_from_inliers(n, image) for n in range(0, 300)]
+    assert all(x <= y for x, y in itertools.pairwise(scores)) and scores[0] == 0.0 and scores[-1] <= 1.0
+    assert scores[image.local_min_inliers - 1] == 0.0
+    assert score_from_inliers(int(image.local_inliers_at_threshold), image) == pytest.approx(THRESHOLD)
+
+
+def test_thresholds_are_settings(large: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
+    """A stricter per-deployment inlier requirement turns a crop match off: nothing is hard-wired."""
+    img, source = large
+    target = fp(save(img.crop(_crop_box(img, 0.5, 0.5, 0.5)), tmp_path / "c.jpg", quality=85))
+    strict = dataclasses.replace(SETTINGS.image, local_inliers_at_threshold=10_000.0)
+    assert KIND.compare(source, target, SETTINGS).similarity_score >= THRESHOLD
+    assert KIND.compare(source, target, dataclasses.replace(SETTINGS, image=strict)).similarity_score < THRESHOLD
 
 
 # -- low-information inputs ------------------------------------------------------------------------------
@@ -392,9 +482,11 @@ def test_score_is_monotone_and_calibrated() -> None:
 
 
 # -- golden ----------------------------------------------------------------------------------------------
-#: Header, then size/trim/quality/detail, then the 8 dihedral hashes (photo(1) as a 320x240 PNG).
-GOLDEN_HEX = (
-    "4d4d4650696d616765000000010040010000f0000000000000000000000040010000f000000064ec0000"
+#: Header, size/trim/quality/detail/feature plane/keypoint count, then the 8 dihedral hashes (photo(1) as a
+#: 320x240 PNG); the keypoints that follow are pinned by the SHA-256 of the whole fingerprint.
+GOLDEN_PREFIX_HEX = (
+    "4d4d4650696d616765000000020040010000f0000000000000000000000040010000f000000064ec"
+    "000280010001"
     "0f117e1978c280fe65a5bf209f2e6237981b5b8307c4952cb65baf65a85a8b1e"
     "43ca3c15385b338fb3929b699238db286d3565fb4a4184de07ce4e60669ebc99"
     "5a44d4b72d972a5430f0158aca7bc89dcd4ef12952913f86e30e05cffd4f21b4"
@@ -404,8 +496,11 @@ GOLDEN_HEX = (
     "169f69406d0e66d8e6c7ce3cc76d8e753860302e1f14d18b529b1b3533cbc9cc"
     "43cac3ea385bcc72b3926496923824df6d359a864a417b2107cef19f669e6366"
 )
+GOLDEN_SHA256 = "3ba2a06956ffb4eddce1816bde75b134c7df87f10bb13a4fe94bcc590c3152ca"
 
 
 def test_golden_fingerprint(base: tuple[Image.Image, ImageFingerprint]) -> None:
     """Pins the exact bytes for a deterministic PNG: catches drift in Pillow, OpenCV or numpy."""
-    assert base[1].to_bytes().hex() == GOLDEN_HEX
+    data = base[1].to_bytes()
+    assert data[:302].hex() == GOLDEN_PREFIX_HEX
+    assert hashlib.sha256(data).hexdigest() == GOLDEN_SHA256

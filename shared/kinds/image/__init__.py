@@ -1,17 +1,32 @@
-"""The image media kind: decode with Pillow, a 256-bit dihedral DCT hash, a calibrated compare.
+"""The image media kind: Pillow decode, a dihedral DCT hash plus ORB keypoints, a calibrated two-stage compare.
 
 Role: the ``MediaKind`` implementation registered as ``"image"``; it wires ``decode`` (Pillow boundary),
-``hashing`` (the algorithm), ``fingerprint`` (the value type) and ``scoring`` (the compare). A stronger
-matcher (e.g. local features for crops) can add a fingerprint version and a scoring stage without
-touching the service. Imports nothing from Flask or Celery.
+``hashing`` (global hash), ``features`` (local keypoints), ``fingerprint`` (the value type), ``verify``
+(geometry) and ``scoring`` (the compare). Imports nothing from Flask or Celery.
 
-Animated GIF/WebP/APNG and multi-page TIFF are fingerprinted from their **first frame** only.
+Design, and why (issue 3; measured in ``bench/image/REPORT.md``):
+
+* **Global stage**: a PDQ-style 256-bit DCT hash of the border-trimmed image under all 8 rotations and
+  mirrors. It is nearly free to compare, exact under re-encoding, resizing, colour edits, mirrors and
+  quarter turns, and it is what a catalog indexes (32 bytes, Hamming search). Its blind spots are known
+  (FIELD_NOTES: PDQ loses crops over 5%, padding that is not uniform, rotations over a few degrees).
+* **Local stage**: 256 ORB keypoints of the trimmed image (16-byte descriptors, plus descriptors of the
+  mirrored image so mirrors survive crops), then a RANSAC *similarity* with sanity checks (scale,
+  containment, inlier spread, inlier ratio). It covers crops, canvases, logos, small and quarter rotations
+  and their combinations. Learned copy-detection descriptors (SSCD) would be stronger but need weights we
+  cannot download; SIFT is about 10x slower and its descriptors too large for a few-KB fingerprint.
+* **Score**: the larger of the two stage scores, each calibrated on the tuning split so that 0.80 sits at
+  its 1e-4 false-positive operating point; the local stage is skipped when the hashes are already close.
+
+The fingerprint is about 10 KB (302 bytes of header and hashes, 38 bytes per keypoint). Animated
+GIF/WebP/APNG and multi-page TIFF are fingerprinted from their **first frame** only.
 """
 
 from __future__ import annotations
 
 from shared.errors import InvalidRequest
 from shared.kinds.image.decode import decode_luma
+from shared.kinds.image.features import extract_features
 from shared.kinds.image.fingerprint import ImageFingerprint
 from shared.kinds.image.hashing import hash_luma
 from shared.kinds.image.scoring import compare_fingerprints
@@ -30,6 +45,8 @@ def fingerprint_image(
     decoded = decode_luma(media, settings.image)
     progress(0.6)
     result = hash_luma(decoded.luma)
+    left, top, right, bottom = result.trim
+    features = extract_features(decoded.luma[top:bottom, left:right])
     # The trim box was found on the working-resolution plane; report it in original pixels.
     plane_h, plane_w = decoded.luma.shape
     sx, sy = decoded.width / plane_w, decoded.height / plane_h
@@ -42,6 +59,7 @@ def fingerprint_image(
         quality=result.quality,
         detail=min(result.detail, 255),
         hashes=result.hashes,
+        features=features,
     )
     progress(1.0)
     return fp

@@ -2,35 +2,44 @@
 
 Role: the value type and its binary form; no decoding, no scoring. Imports nothing from Flask or Celery.
 
-Binary layout, version 1 (little-endian, 298 bytes in all):
+Binary layout, version 2 (little-endian; 302 bytes + 38 per keypoint, at most 10,030 bytes with 256 points):
 
-    header       14 bytes  shared.protocol.pack_header("image", 1)
+    header       14 bytes  shared.protocol.pack_header("image", 2)
     width         u32      upright (after EXIF orientation) size of the original, pixels
     height        u32
     trim         4 x u32   content box left, top, right, bottom (exclusive), original pixels
     quality       u8       PDQ-style gradient quality, 0..100
     detail        u8       significant AC coefficients, 0..255
-    reserved      u16      0
+    feature_w     u16      size of the working plane the keypoints live on (the trim box, resized)
+    feature_h     u16
+    keypoints     u16      number of keypoints n
     hashes      8 x 32 B   256-bit hash of each dihedral transform, in ``hashing.DIHEDRALS`` order
+    points      n x 38 B   ``features.KEYPOINT_DTYPE``: x, y (1/16 px), angle, octave, descriptor, mirror one
+
+Version 1 (no keypoints) is refused with ``DecodeFailed``; stored v1 fingerprints must be recomputed.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
+
 from shared.errors import DecodeFailed
+from shared.kinds.image.features import KEYPOINT_DTYPE, MAX_KEYPOINTS, Features
 from shared.kinds.image.hashing import DIHEDRALS, HASH_BYTES
 from shared.protocol import pack_header, unpack_header
 
-_BODY = struct.Struct("<II4IBBH")
+_BODY = struct.Struct("<II4IBBHHH")
+_HASHES_BYTES = len(DIHEDRALS) * HASH_BYTES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageFingerprint:
     kind: ClassVar[str] = "image"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
 
     width: int
     height: int
@@ -40,10 +49,20 @@ class ImageFingerprint:
     detail: int
     #: One 32-byte hash per dihedral transform of the image, ``hashes[0]`` being the image as is.
     hashes: tuple[bytes, ...]
+    #: ORB keypoints of the trimmed content (see ``features.py``).
+    features: Features = field(default_factory=lambda: Features(0, 0, np.zeros(0, KEYPOINT_DTYPE)))
 
     def __post_init__(self) -> None:
         if len(self.hashes) != len(DIHEDRALS) or any(len(h) != HASH_BYTES for h in self.hashes):
             raise ValueError("an image fingerprint holds 8 hashes of 32 bytes")
+        if self.features.points.dtype != KEYPOINT_DTYPE or len(self.features.points) > MAX_KEYPOINTS:
+            raise ValueError(f"an image fingerprint holds at most {MAX_KEYPOINTS} keypoints")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ImageFingerprint) and self.to_bytes() == other.to_bytes()
+
+    def __hash__(self) -> int:
+        return hash(self.to_bytes())
 
     @property
     def duration_s(self) -> float | None:
@@ -55,15 +74,23 @@ class ImageFingerprint:
         return self.hashes[0].hex()
 
     def to_bytes(self) -> bytes:
-        body = _BODY.pack(self.width, self.height, *self.trim, self.quality, self.detail, 0)
-        return pack_header(self.kind, self.version) + body + b"".join(self.hashes)
+        f = self.features
+        body = _BODY.pack(
+            self.width, self.height, *self.trim, self.quality, self.detail, f.width, f.height, len(f.points)
+        )
+        return pack_header(self.kind, self.version) + body + b"".join(self.hashes) + f.points.tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ImageFingerprint:
         payload = unpack_header(bytes(data), cls.kind, cls.version)
-        if len(payload) != _BODY.size + len(DIHEDRALS) * HASH_BYTES:
-            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, not the v1 size")
-        width, height, left, top, right, bottom, quality, detail, _ = _BODY.unpack_from(payload)
-        raw = bytes(payload[_BODY.size :])
+        fixed = _BODY.size + _HASHES_BYTES
+        if len(payload) < fixed:
+            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, too few for v2")
+        width, height, left, top, right, bottom, quality, detail, fw, fh, n = _BODY.unpack_from(payload)
+        if n > MAX_KEYPOINTS or len(payload) != fixed + n * KEYPOINT_DTYPE.itemsize:
+            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, not the v2 size")
+        raw = bytes(payload[_BODY.size : _BODY.size + _HASHES_BYTES])
         hashes = tuple(raw[i * HASH_BYTES : (i + 1) * HASH_BYTES] for i in range(len(DIHEDRALS)))
-        return cls(width, height, (left, top, right, bottom), quality, detail, hashes)
+        points = np.frombuffer(bytes(payload[fixed:]), dtype=KEYPOINT_DTYPE).copy()
+        features = Features(fw, fh, points)
+        return cls(width, height, (left, top, right, bottom), quality, detail, hashes, features)

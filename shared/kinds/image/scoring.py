@@ -1,26 +1,32 @@
-"""Compare two ``ImageFingerprint`` values: best dihedral alignment, a calibrated score, confidence.
+"""Compare two ``ImageFingerprint`` values: global dihedral hash, then local geometry; one calibrated score.
 
 Role: pure arithmetic on fingerprints. Imports nothing from Flask or Celery.
 
-**Distance.** The minimum Hamming distance over the 8 dihedral variants, taken both ways (the source's
-as-decoded hash against the target's 8, and the source's 8 against the target's as-decoded hash). The
-variants are recomputed with their own median, so both directions can differ by a bit or two; taking
-both makes ``compare(a, b)`` and ``compare(b, a)`` score the same.
+**Global stage (fast path).** The minimum Hamming distance over the 8 dihedral variants, taken both ways
+(source as decoded against the target's 8, and the reverse), so ``compare(a, b)`` and ``compare(b, a)``
+agree. Its score is ``1 - (min(d, 90) / 90) ** p`` with ``p`` putting 31.5 bits at exactly 0.80 (PDQ's
+threshold of 31 for the same 256-bit DCT/median construction): 0 bits -> 1.0, 16 -> 0.93, 31 -> 0.805.
+When ``d <= local_skip_below_bits`` the decision is clear and the local stage is skipped.
 
-**Score** (monotone, decreasing in bits): ``1 - (min(d, 90) / 90) ** p`` with ``p`` chosen so that
-31.5 bits scores exactly 0.80, the default ``ImageSettings.match_threshold``. So 0 bits -> 1.0,
-16 -> 0.93, 31 -> 0.805 (match), 32 -> 0.795 (no match), 48 -> 0.62, 64 -> 0.41, >= 90 -> 0.0. The 31
-bits follow PDQ's recommended threshold for the same 256-bit DCT/median construction. Measured on
-generated photo-like images: JPEG q30, 0.5x/2x resizes, rotations, mirrors, +20 brightness and
-letterbox/padding stay within 10 bits; unrelated pairs never came closer than 96 bits (FIELD_NOTES:
-unrelated PDQ pairs ~100+).
+**Local stage** (``verify.py``): ORB matches, a RANSAC similarity and its sanity checks. Its score is
+``top - (top - 0.8) * (n_t - n_0) / (n - n_0)`` for ``n`` verified inliers, with ``n_0 = local_min_inliers
+- 1``, ``n_t = local_inliers_at_threshold`` and ``top = local_max_score`` (0.90): 0 below
+``local_min_inliers``, exactly 0.80 at ``n_t``, rising towards ``top`` as inliers accumulate. The cap is
+deliberate: on the benchmark a stereo pair or a second shot of the same scene reached 40-150 verified
+inliers, as many as a real crop, while only near-identical pictures get within ~25 bits globally; so local
+evidence ranks above the match threshold but below a near-identical global hash (0.90 is ~24 bits).
+
+**Score** = the larger of the two. Each is monotone in its evidence (fewer bits, more inliers), so the
+maximum is too, and each is calibrated to put its own 1e-4-FPR operating point at 0.80 on the benchmark
+(``bench/image/REPORT.md``), so one threshold serves both.
 
 **Confidence.**
-* ``low``: either side is low-information (blank, near-uniform, two-tone, a plain gradient) or tiny;
-  the score cannot be trusted either way. Low-information pairs are also capped at
+* ``low``: either side is low-information (blank, near-uniform, two-tone, a plain gradient) or tiny; the
+  score cannot be trusted either way. Low-information pairs are also capped at
   ``LOW_INFORMATION_CAP * match_threshold``, so they never match, not even themselves.
-* ``high``: a clear decision: <= ``CLEAR_MATCH_BITS`` or >= ``CLEAR_MISMATCH_BITS``.
-* ``medium``: in between, where a stronger matcher (local features) would help.
+* ``high``: a clear decision, score ``>= high_score`` (0.88: <= 26 bits, or >= 30 verified inliers) or
+  ``<= low_score`` (0.50).
+* ``medium``: in between. The benchmark report gives the false-positive rate each level stands for.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 
 from shared.kinds.image.fingerprint import ImageFingerprint
 from shared.kinds.image.hashing import DIHEDRALS, INVERSE, hamming_bits
+from shared.kinds.image.verify import LocalEvidence, verify
 from shared.protocol import Confidence, Match
 from shared.settings import ImageSettings
 
@@ -38,8 +45,6 @@ THRESHOLD_SCORE = 0.80
 ZERO_SCORE_BITS = 90.0
 _EXPONENT = math.log(1.0 - THRESHOLD_SCORE) / math.log(THRESHOLD_BITS / ZERO_SCORE_BITS)
 
-CLEAR_MATCH_BITS = 16
-CLEAR_MISMATCH_BITS = 64
 LOW_INFORMATION_CAP = 0.5
 
 
@@ -47,6 +52,16 @@ def score_from_bits(bits: float) -> float:
     """Calibrated similarity in [0, 1] from a Hamming distance in bits (see the module docstring)."""
     ratio = min(max(bits, 0.0), ZERO_SCORE_BITS) / ZERO_SCORE_BITS
     return float(1.0 - ratio**_EXPONENT)
+
+
+def score_from_inliers(inliers: int, settings: ImageSettings) -> float:
+    """Calibrated similarity in [0, local_max_score) from a verified inlier count (see the module docstring)."""
+    n0 = settings.local_min_inliers - 1
+    if inliers <= n0:
+        return 0.0
+    top = settings.local_max_score
+    span = max(settings.local_inliers_at_threshold - n0, 1e-6)
+    return float(min(top, max(0.0, top - (top - THRESHOLD_SCORE) * span / (inliers - n0))))
 
 
 def best_alignment(a: ImageFingerprint, b: ImageFingerprint) -> tuple[int, str]:
@@ -69,7 +84,12 @@ def is_low_information(fp: ImageFingerprint, settings: ImageSettings) -> bool:
 
 def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings) -> Match:
     bits, transform = best_alignment(a, b)
-    score = score_from_bits(bits)
+    global_score = score_from_bits(bits)
+    local: LocalEvidence | None = None
+    if bits > settings.local_skip_below_bits:
+        local = verify(a.features, b.features, settings)
+    local_score = score_from_inliers(local.inliers, settings) if local is not None else 0.0
+    score = max(global_score, local_score)
     warnings: list[str] = []
     low_information = False
     for side, fp in (("source", a), ("target", b)):
@@ -83,18 +103,56 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
     confidence: Confidence
     if warnings:
         confidence = "low"
-    elif bits <= CLEAR_MATCH_BITS or bits >= CLEAR_MISMATCH_BITS:
+    elif score >= settings.high_score or score <= settings.low_score:
         confidence = "high"
     else:
         confidence = "medium"
     details: dict[str, Any] = {
-        "method": "dct256_dihedral",
+        "method": "orb_similarity" if local_score > global_score else "dct256_dihedral",
         "hamming_bits": bits,
         "transform": transform,
+        "explanation": _explain(a, b, bits, transform, local, local_score > global_score),
         "source": _side_details(a),
         "target": _side_details(b),
     }
     return Match(similarity_score=score, confidence=confidence, warnings=tuple(warnings), details=details)
+
+
+def _explain(
+    a: ImageFingerprint,
+    b: ImageFingerprint,
+    bits: int, transform: str, local: LocalEvidence | None, use_local: bool
+) -> dict[str, Any]:
+    """What a reviewer needs: mirror, rotation, the crop box in source pixels, and the evidence."""
+    if local is None or not use_local:
+        mirrored = transform in ("mirror", "flip", "transpose", "transverse")
+        return {
+            "stage": "global_hash",
+            "dihedral": transform,
+            "mirror": mirrored,
+            "crop_box_source": list(a.trim),
+            "hamming_bits": bits,
+            "inliers": local.inliers if local is not None else None,
+        }
+    left, top, _, _ = a.trim
+    fw, fh = max(a.features.width, 1), max(a.features.height, 1)
+    sx, sy = (a.trim[2] - left) / fw, (a.trim[3] - top) / fh
+    target_px_per_working = (b.trim[2] - b.trim[0]) / max(b.features.width, 1)
+    box = local.overlap_source
+    crop = [round(left + box[0] * sx), round(top + box[1] * sy), round(left + box[2] * sx), round(top + box[3] * sy)]
+    return {
+        "stage": "local_features",
+        "mirror": local.mirror,
+        # The target is the source (mirrored first when "mirror"), rotated clockwise by this angle.
+        "rotation_deg": round(local.rotation_deg, 1),
+        # Target pixels per source pixel, both in original resolution.
+        "scale": round(local.scale * target_px_per_working / max(sx, 1e-9), 4),
+        "crop_box_source": crop,
+        "inliers": local.inliers,
+        "inlier_ratio": round(local.inlier_ratio, 3),
+        "containment": round(local.containment, 3),
+        "hamming_bits": bits,
+    }
 
 
 def _side_details(fp: ImageFingerprint) -> dict[str, Any]:
@@ -104,4 +162,5 @@ def _side_details(fp: ImageFingerprint) -> dict[str, Any]:
         "trim_box": list(fp.trim),
         "quality": fp.quality,
         "detail": fp.detail,
+        "keypoints": len(fp.features.points),
     }

@@ -1,0 +1,161 @@
+"""Geometric verification of two ORB keypoint sets: matches, a RANSAC similarity, sanity checks, evidence.
+
+Role: pure OpenCV/numpy; given the ``Features`` of two fingerprints, find whether one image is a crop,
+canvas, rotation or mirror of the other, and where. Imports nothing from Flask or Celery.
+
+Steps (Lowe's ratio test, IJCV 2004; RANSAC, Fischler & Bolles 1981; ``cv2.estimateAffinePartial2D``):
+
+1. For each hand (target as is, and target mirrored through its stored mirror descriptors), match every
+   source descriptor to its two nearest target descriptors (Hamming) and keep it when the nearest is at most
+   ``max_descriptor_bits`` away and clearly nearer than the second (``ratio_test``); a target keypoint is
+   used once.
+2. Fit a **similarity** (rotation, uniform scale, translation: 4 degrees of freedom) with RANSAC. The
+   transforms we must survive (resize, crop, padding, canvas, rotation, mirror) are all similarities once
+   both sides are normalised to the working size, and 4 DoF leave random matches far less room than a
+   homography (8 DoF), whose degenerate fits gave unrelated images up to 20 ORB inliers (FIELD_NOTES).
+3. Sanity checks, each one a reason to reject the fit:
+   * scale within ``[1/max_scale_ratio, max_scale_ratio]``;
+   * **containment**: one image must lie mostly inside the other under the fit (a crop lies inside its
+     source, a source inside its canvas): ``max(overlap/area_source, overlap/area_target) >=
+     min_containment``;
+   * **spread**: on both sides, the inliers' convex hull covers ``min_inlier_spread`` of the hull of all
+     keypoints inside the overlap (degenerate fits cluster their inliers on one repeated texture; measuring
+     against the keypoints' hull, not the overlap's area, keeps photos whose detail sits in one region);
+   * **inlier ratio**: inliers over the keypoints that fall inside the overlap (the fewer side) reach
+     ``min_inlier_ratio``; a true copy re-detects a good part of them, a chance fit does not.
+4. The evidence is the inlier count of the best hand; ``scoring.py`` turns it into a score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from shared.kinds.image.features import Features
+from shared.settings import ImageSettings
+
+_RANSAC_ITERS = 2000
+_RANSAC_CONFIDENCE = 0.995
+
+
+@dataclass(frozen=True)
+class LocalEvidence:
+    """A verified similarity from the source working plane to the target working plane."""
+
+    inliers: int
+    mirror: bool
+    #: 2x3 similarity mapping source working pixels to target working pixels (mirrored plane if ``mirror``).
+    matrix: np.ndarray
+    #: The part of the source (working pixels: left, top, right, bottom) that the target shows.
+    overlap_source: tuple[float, float, float, float]
+    inlier_ratio: float
+    containment: float
+
+    @property
+    def scale(self) -> float:
+        return float(math.hypot(self.matrix[0, 0], self.matrix[1, 0]))
+
+    @property
+    def rotation_deg(self) -> float:
+        """Clockwise on screen (image y points down), in (-180, 180]."""
+        return float(math.degrees(math.atan2(self.matrix[1, 0], self.matrix[0, 0])))
+
+
+def _matches(a: np.ndarray, b: np.ndarray, settings: ImageSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (source, target) passing the distance cap and ratio test, one per target keypoint."""
+    if len(a) < 2 or len(b) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a, b, k=2)
+    best: dict[int, tuple[float, int]] = {}
+    for pair in knn:
+        if len(pair) < 2:
+            continue
+        m, n = pair
+        if m.distance <= settings.max_descriptor_bits and m.distance < settings.ratio_test * n.distance:
+            if m.trainIdx not in best or m.distance < best[m.trainIdx][0]:
+                best[m.trainIdx] = (m.distance, m.queryIdx)
+    src = np.array([q for _, q in best.values()], np.int64)
+    dst = np.array(list(best.keys()), np.int64)
+    return src, dst
+
+
+def _box_area(box: tuple[float, float, float, float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _within(xy: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    return (xy[:, 0] >= box[0]) & (xy[:, 0] <= box[2]) & (xy[:, 1] >= box[1]) & (xy[:, 1] <= box[3])
+
+
+def _hull_area(xy: np.ndarray) -> float:
+    if len(xy) < 3:
+        return 0.0
+    return float(cv2.contourArea(cv2.convexHull(xy.astype(np.float32))))
+
+
+def _fit(
+    a: Features, b: Features, mirror: bool, settings: ImageSettings
+) -> LocalEvidence | None:
+    src_idx, dst_idx = _matches(a.descriptors(), b.descriptors(mirror), settings)
+    if len(src_idx) < max(settings.local_min_inliers, 3):
+        return None
+    a_xy = a.xy
+    b_xy = b.mirrored_xy() if mirror else b.xy
+    p_src, p_dst = a_xy[src_idx], b_xy[dst_idx]
+    matrix, mask = cv2.estimateAffinePartial2D(
+        p_src,
+        p_dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=settings.ransac_reproj_px,
+        maxIters=_RANSAC_ITERS,
+        confidence=_RANSAC_CONFIDENCE,
+    )
+    if matrix is None or mask is None:
+        return None
+    inl = mask.ravel().astype(bool)
+    n = int(inl.sum())
+    scale = math.hypot(matrix[0, 0], matrix[1, 0])
+    if n < settings.local_min_inliers or not (1.0 / settings.max_scale_ratio <= scale <= settings.max_scale_ratio):
+        return None
+    # The target's box, mapped back into the source, intersected with the source box.
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [b.width, 0], [b.width, b.height], [0, b.height]], np.float64)
+    back = corners @ inverse[:, :2].T + inverse[:, 2]
+    overlap = (
+        max(0.0, float(back[:, 0].min())),
+        max(0.0, float(back[:, 1].min())),
+        min(float(a.width), float(back[:, 0].max())),
+        min(float(a.height), float(back[:, 1].max())),
+    )
+    overlap_area = _box_area(overlap)
+    # The target box in source pixels is a rotated rectangle; its area is exact through the scale.
+    target_area_in_source = b.width * b.height / (scale * scale)
+    containment = max(overlap_area / (a.width * a.height), overlap_area / max(target_area_in_source, 1e-6))
+    if containment < settings.min_containment or overlap_area <= 0.0:
+        return None
+    # Keypoints of either side that lie in the overlap (target ones mapped into source pixels).
+    a_in = _within(a_xy, overlap)
+    b_mapped = b_xy @ inverse[:, :2].T + inverse[:, 2]
+    b_in = _within(b_mapped, overlap)
+    spread_src = _hull_area(p_src[inl]) / max(_hull_area(a_xy[a_in]), 1e-6)
+    spread_dst = _hull_area(p_dst[inl]) / max(_hull_area(b_xy[b_in]), 1e-6)
+    if min(spread_src, spread_dst) < settings.min_inlier_spread:
+        return None
+    in_a, in_b = int(a_in.sum()), int(b_in.sum())
+    ratio = n / max(1, min(in_a, in_b))
+    if ratio < settings.min_inlier_ratio:
+        return None
+    return LocalEvidence(n, mirror, matrix, overlap, float(ratio), float(containment))
+
+
+def verify(a: Features, b: Features, settings: ImageSettings) -> LocalEvidence | None:
+    """The best verified similarity between source ``a`` and target ``b`` (either hand), or ``None``."""
+    best: LocalEvidence | None = None
+    for mirror in (False, True):
+        found = _fit(a, b, mirror, settings)
+        if found is not None and (best is None or found.inliers > best.inliers):
+            best = found
+    return best
