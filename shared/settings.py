@@ -90,6 +90,13 @@ class ImageSettings:
     local_min_inliers: int = 6
     local_inliers_at_threshold: float = 10.0
     local_max_score: float = 0.90
+    #: Photometric check of a deciding local fit (``shared/kinds/image/photometric.py``): the 64 px
+    #: thumbnails, aligned through the fit, are cut into 8 px blocks; a block agrees when its NCC reaches
+    #: ``block_agreement_ncc``, and the fit is kept only when at least ``min_block_agreement`` of the
+    #: informative blocks agree (copies: 0.6-1.0 even with a logo; second shots of one scene, stereo pairs
+    #: and neighbouring video frames: mostly below; tuned on bench/image, seed 1).
+    block_agreement_ncc: float = 0.70
+    min_block_agreement: float = 0.65
     #: Confidence "high" for scores at or above this (or at or below ``low_score``, a clear non-match).
     high_score: float = 0.88
     low_score: float = 0.50
@@ -139,6 +146,16 @@ class VideoSettings:
     min_run_distinct: int = 2
     #: Aligned samples further apart than this (black or blank frames not counted) split a segment.
     max_gap_s: float = 3.0
+    #: Crop rescue (``shared.kinds.video.compare``): when the whole-frame hashes give no match, look again on
+    #: their 64 lowest-frequency bits only, which survive a mild off-centre crop (a 10% crop leaves them 11-18
+    #: bits apart, where the 224 bits are at chance). Pairs within ``rescue_max_distance_bits`` of those 64,
+    #: partners within ``rescue_distinct_margin_bits`` of the best, gaps of at most ``rescue_max_gap_s``;
+    #: a rescued run needs ``rescue_min_aligned`` aligned samples and the aligner's usual vote minimum.
+    crop_rescue: bool = True
+    rescue_max_distance_bits: int = 16
+    rescue_distinct_margin_bits: int = 2
+    rescue_max_gap_s: float = 1.0
+    rescue_min_aligned: int = 5
     #: Let the decoder drop non-reference frames (about 1.8x faster on H.264 with B-frames); decoding
     #: falls back to every frame when too few remain per sample.
     skip_nonref_frames: bool = True

@@ -1,4 +1,4 @@
-"""The audio kind: decoding, landmark fingerprints, compare and segments, on generated media.
+"""The audio kind: decoding, triplet fingerprints, compare and segments, on generated media.
 
 Signals are synthetic and seeded: melodies (random notes with harmonics, envelopes and chords), chirps,
 noise bursts, and the degenerate inputs that must never match (silence, a pure tone, white noise, clicks).
@@ -30,18 +30,22 @@ SETTINGS = Settings()
 
 
 # -- generated signals ---------------------------------------------------------------------------------
-def melody(seed: int, duration_s: float, sr: int = SR) -> np.ndarray:
-    """Random notes (1-3 at once) with 5 harmonics, a 10 ms attack and an exponential decay."""
+def melody(seed: int, duration_s: float, sr: int = SR, pitch: float = 1.0, stretch: float = 1.0) -> np.ndarray:
+    """Random notes (1-3 at once) with 5 harmonics, a 10 ms attack and an exponential decay.
+
+    ``pitch`` multiplies every frequency and ``stretch`` every duration (note lengths and envelopes), so the
+    same seed played with ``pitch=1.1`` is an exact pitch shift and with ``stretch=1.1`` an exact tempo change.
+    """
     rng = np.random.default_rng(seed)
     n = int(duration_s * sr)
-    out = np.zeros(n + sr, np.float64)
+    out = np.zeros(n + 2 * sr, np.float64)
     t0 = 0.0
     while t0 < duration_s:
-        note_s = float(rng.choice([0.125, 0.25, 0.375, 0.5]))
+        note_s = float(rng.choice([0.125, 0.25, 0.375, 0.5])) * stretch
         for midi in rng.integers(45, 90, size=int(rng.integers(1, 4))):
-            f = 440.0 * 2 ** ((midi - 69) / 12)
-            t = np.arange(int((note_s + 0.15) * sr)) / sr
-            env = np.minimum(t / 0.01, 1.0) * np.exp(-t * rng.uniform(3, 9))
+            f = pitch * 440.0 * 2 ** ((midi - 69) / 12)
+            t = np.arange(int((note_s + 0.15 * stretch) * sr)) / sr
+            env = np.minimum(t / (0.01 * stretch), 1.0) * np.exp(-t / stretch * rng.uniform(3, 9))
             harmonics = [
                 0.6**k * np.sin(2 * np.pi * (k + 1) * f * t + rng.uniform(0, 6.28)) for k in range(5)
             ]
@@ -145,7 +149,7 @@ def test_self_match(source: tuple[np.ndarray, AudioFingerprint]) -> None:
     (seg,) = m.segments
     assert seg.source_start_s == seg.target_start_s < 0.5
     assert seg.source_end_s > fp.duration_s - 1.0
-    assert m.details["offsets_s"] == [0.0] and m.details["time_scale"] == 1.0
+    assert m.details["offsets_s"] == [0.0] and m.details["time_scale"] == 1.0 and m.details["pitch_factor"] == 1.0
     assert m.details["aligned_hashes"] >= 0.9 * fp.n_hashes
 
 
@@ -233,6 +237,52 @@ def test_reordered_halves_give_two_segments(source: tuple[np.ndarray, AudioFinge
     assert matches(m)
     pairs = sorted((round(s.source_start_s), round(s.target_start_s)) for s in m.segments)
     assert pairs == [(0, 15), (15, 0)]
+
+
+def test_a_cut_inside_a_held_chord_starts_at_the_cut() -> None:
+    """No onset follows the cut for 2 s; the sustain maxima still place the segment's start at the cut."""
+    chord = sum(tone(8.0, f) for f in (261.6, 329.6, 392.0, 523.3)) * np.exp(-0.1 * np.arange(8 * SR) / SR)
+    x = np.concatenate([melody(5, 10.0), (0.2 * chord).astype(np.float32), melody(6, 10.0)])
+    excerpt = x[16 * SR : 26 * SR]  # 6 s into the 8 s chord, then 8 s of melody
+    target = scene(95, 30.0)
+    target[7 * SR : 7 * SR + excerpt.size] = excerpt
+    m = KIND.compare(fingerprint_samples(_to_8k(x)), fingerprint_samples(_to_8k(target)), SETTINGS)
+    assert matches(m), m.details
+    (seg,) = m.segments
+    assert seg.source_start_s == pytest.approx(16.0, abs=0.5) and seg.target_start_s == pytest.approx(7.0, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    ("pitch", "stretch"),
+    [(1.1, 1.0), (0.9, 1.0), (1.0, 1.1), (1.0, 0.9), (1.1, 1 / 1.1), (0.9, 1 / 0.9), (1.05, 1.0), (1.0, 1.05)],
+    ids=["pitch+10", "pitch-10", "tempo-10", "tempo+10", "speed+10", "speed-10", "pitch+5", "tempo-5"],
+)
+def test_pitch_tempo_and_speed_changes_are_located(
+    source: tuple[np.ndarray, AudioFingerprint], pitch: float, stretch: float
+) -> None:
+    """The source's seconds 5-15, replayed with another pitch and/or tempo, inside unrelated audio at 12 s."""
+    _, full = source
+    changed = melody(7, 30.0 * stretch, pitch=pitch, stretch=stretch)
+    excerpt = changed[int(5 * stretch * SR) : int(15 * stretch * SR)]
+    target = scene(97, 12.0 + 10.0 * stretch + 10.0)
+    target[12 * SR : 12 * SR + excerpt.size] = excerpt
+    m = KIND.compare(full, fingerprint_samples(_to_8k(target)), SETTINGS)
+    assert matches(m), m.details
+    (seg,) = m.segments
+    assert seg.source_start_s == pytest.approx(5.0, abs=0.5) and seg.source_end_s == pytest.approx(15.0, abs=0.5)
+    assert seg.target_start_s == pytest.approx(12.0, abs=0.5)
+    assert seg.target_end_s == pytest.approx(12.0 + 10.0 * stretch, abs=0.5)
+    assert m.details["time_scale"] == pytest.approx(stretch, abs=0.01)
+    assert m.details["pitch_factor"] == pytest.approx(pitch, abs=0.01)
+
+
+def test_beyond_the_search_range_does_not_match(source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    """A 25% pitch shift is outside ``max_pitch_factor``: no match, rather than a wrong alignment."""
+    x, full = source
+    shifted = fingerprint_samples(_to_8k(melody(7, 30.0, pitch=1.25)))
+    assert not matches(KIND.compare(full, shifted, SETTINGS))
+    wider = Settings(audio=AudioSettings(max_pitch_factor=1.3))
+    assert KIND.compare(full, shifted, wider).details["pitch_factor"] == pytest.approx(1.25, abs=0.01)
 
 
 def test_unrelated_audio_does_not_match() -> None:
@@ -398,7 +448,7 @@ def test_bytes_round_trip_and_size(source: tuple[np.ndarray, AudioFingerprint]) 
     data = fp.to_bytes()
     back = KIND.fingerprint_from_bytes(data)
     assert back == fp and back.to_bytes() == data and back.duration_s == fp.duration_s
-    assert np.array_equal(back.hashes, fp.hashes) and np.array_equal(back.peak_bins, fp.peak_bins)
+    assert np.array_equal(back.hashes, fp.hashes) and np.array_equal(back.peak_bands, fp.peak_bands)
     assert len(data) / (fp.duration_s / 60) < 50_000
     for bad in (data[:-1], data[:10], b"MMFP" + data[4:8] + b"image\0\0\0" + data[20:]):
         with pytest.raises(DecodeFailed):
@@ -406,7 +456,7 @@ def test_bytes_round_trip_and_size(source: tuple[np.ndarray, AudioFingerprint]) 
 
 
 def test_golden_fingerprint(files: Path) -> None:
-    """Pinned: any change of decoder, resampler or landmark code that moves a hash shows up here."""
+    """Pinned: any change of decoder, resampler, peak or triplet code that moves a hash shows up here."""
     rate = 8000
     t = np.arange(6 * rate) / rate
     notes = [
@@ -425,12 +475,13 @@ def test_golden_fingerprint(files: Path) -> None:
     path = files / "golden.wav"
     sf.write(path, (0.3 * x / np.abs(x).max()), rate, subtype="PCM_16")
     fp = fp_file(media(path))
-    assert (fp.n_hashes, fp.peak_frames.size) == GOLDEN_COUNTS
+    assert (fp.n_hashes, fp.peak_frames.size, fp.sustain.size) == GOLDEN_COUNTS
     assert hashlib.sha256(fp.to_bytes()).hexdigest() == GOLDEN_SHA256
 
 
-GOLDEN_COUNTS = (31, 14)  # one peak per note onset and partial: frames 0, 16, 31, 47, 78, 94, 125
-GOLDEN_SHA256 = "9f4fd1586c42e4e173dc8c32b1818181b8fb6796ff5398f4bc15c547987871aa"
+# Two peaks per note (fundamental and octave, 24 bands apart) at frames 0, 29, 61, ...; 92 sustain rows of 2.
+GOLDEN_COUNTS = (14, 14, 184)
+GOLDEN_SHA256 = "3bac65b6120d7bf3d5a7c8b07a66e67876bb1460876c6918b9a4033320ad612a"
 
 
 @pytest.mark.parametrize("block_samples", [700, 8000, 10**7])
@@ -445,9 +496,9 @@ def test_streamed_peaks_do_not_depend_on_block_size(
 def test_pair_cap_keeps_the_match(
     monkeypatch: pytest.MonkeyPatch, source: tuple[np.ndarray, AudioFingerprint]
 ) -> None:
-    from shared.kinds.audio import match
+    from shared.kinds.audio import hough
 
-    monkeypatch.setattr(match, "MAX_PAIRS", 300)
+    monkeypatch.setattr(hough, "MAX_PAIRS", 300)
     m = KIND.compare(source[1], source[1], SETTINGS)
     assert matches(m) and m.details["aligned_hashes"] <= 300
 
@@ -464,9 +515,13 @@ def test_bytes_round_trip_property(n_peaks: int, n_hashes: int, duration_s: floa
     fp = AudioFingerprint(
         duration_s=duration_s,
         peak_frames=np.sort(rng.integers(0, 2**32, n_peaks, dtype=np.uint32)),
-        peak_bins=rng.integers(0, 256, n_peaks, dtype=np.uint16),
-        hashes=rng.integers(0, 2**21, n_hashes, dtype=np.uint32),
+        peak_bands=rng.integers(0, 2**16, n_peaks, dtype=np.uint16),
+        hashes=rng.integers(0, 2**16, n_hashes, dtype=np.uint16),
         hash_frames=rng.integers(0, 2**32, n_hashes, dtype=np.uint32),
+        spans=rng.integers(0, 256, n_hashes, dtype=np.uint8),
+        anchor_bands=rng.integers(0, 2**16, n_hashes, dtype=np.uint16),
+        probes=rng.integers(0, 64, n_hashes, dtype=np.uint8),
+        sustain=rng.integers(0, 256, 2 * n_peaks, dtype=np.uint8),
     )
     back = AudioFingerprint.from_bytes(fp.to_bytes())
     assert back == fp and back.duration_s == duration_s

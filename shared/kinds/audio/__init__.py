@@ -1,14 +1,23 @@
-"""The audio media kind: spectral-peak landmarks (Wang 2003) with offset-histogram alignment.
+"""The audio media kind: Panako-style triplet hashes, robust to pitch, tempo and speed change, with line fits.
 
 ``KIND`` implements ``shared.protocol.MediaKind``. The package is split by stage:
 
 - ``decode``: streamed, sandboxed PyAV decoding to 8 kHz mono (the only module that touches PyAV);
-- ``landmarks``: STFT, peak picking and landmark hashing (pure numpy/scipy);
+- ``peaks``: log-frequency spectrogram and spectral peaks, streamed in blocks (pure numpy/scipy);
+- ``triplets``: hashes of three peaks that do not change under time stretch or pitch shift;
 - ``fingerprint``: the ``AudioFingerprint`` value and its binary form;
-- ``match``: offset histogram, aligned runs and the score.
+- ``hough``: hash pairs and a Hough vote over lines ``t_target = a * t_source + b``;
+- ``edges``: segment edges refined peak by peak;
+- ``match``: runs along each line, segments, the score and how to read it with segment durations.
 
-This version is robust to re-encoding, resampling, level changes and excerpts, not to pitch or tempo
-changes (``details["time_scale"]`` is always 1.0); a Panako-style version can re-hash the stored peaks.
+Why this design (issue 4): Wang-style pair landmarks (the first version here; audfprint, Dejavu) hash
+absolute frequencies and time differences, so a pitch shift over ~1% or a tempo change over ~5% breaks
+them, and Chromaprint's fixed-offset chroma comparison breaks past ~2.5% speed change. Panako (Six & Leman,
+ISMIR 2014; Six, JOSS 2021) hashes what those changes leave alone: differences of log-frequency positions
+and ratios of time differences. The verifier then fits one line per alignment, so a time-scaled copy gives
+one straight run (its slope is the time-scale factor) instead of an offset histogram smeared over many
+bins, and the median anchor-band difference along the line gives the pitch factor. Both are reported in
+``Match.details`` (``time_scale``: target seconds per source second; ``pitch_factor``: target / source).
 Nothing here imports Flask or Celery.
 """
 
@@ -17,8 +26,8 @@ from __future__ import annotations
 from shared.errors import InvalidRequest
 from shared.kinds.audio.decode import iter_samples, probe_duration_s
 from shared.kinds.audio.fingerprint import AudioFingerprint, fingerprint_samples, fingerprint_stream
-from shared.kinds.audio.landmarks import PeakStream
 from shared.kinds.audio.match import compare
+from shared.kinds.audio.peaks import PeakStream
 from shared.protocol import Fingerprint, LocalMedia, Match, Progress, no_progress
 from shared.settings import Settings
 from shared.sniff import AUDIO_ONLY_MIMES, VIDEO_MIMES

@@ -24,7 +24,7 @@ from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream
 from shared.ffmpeg import open_local
 from shared.protocol import Progress, no_progress
 
-#: Everything downstream works at this rate: landmarks only look at 0-4 kHz.
+#: Everything downstream works at this rate: peaks are only looked for at 200 Hz - 3.8 kHz.
 SAMPLE_RATE_HZ = 8000
 #: Samples handed on per block (4 s): keeps memory flat whatever the input length.
 BLOCK_SAMPLES = 4 * SAMPLE_RATE_HZ

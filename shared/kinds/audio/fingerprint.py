@@ -1,13 +1,17 @@
-"""The audio fingerprint value: landmark hashes with their anchor frames, plus the peak list they came from.
+"""The audio fingerprint value: pitch- and tempo-invariant triplet hashes, plus the peaks they came from.
 
-Binary form (little-endian), after ``shared.protocol.pack_header("audio", 1)``::
+Binary form (little-endian), after ``shared.protocol.pack_header("audio", 3)``::
 
-    duration_s f64 | sample_rate_hz u32 | hop u16 | n_fft u16 | n_peaks u32 | n_hashes u32
-    peak_frame u32[n_peaks] | peak_bin u16[n_peaks] | hash u32[n_hashes] | hash_frame u32[n_hashes]
+    duration_s f64 | sample_rate_hz u32 | hop u16 | n_fft u16 | n_peaks u32 | n_hashes u32 | n_sustain u32
+    peak_frame u32[n_peaks] | peak_band u16[n_peaks]            (band position in 1/16 band)
+    hash u16[n] | hash_frame u32[n] | span u8[n] | anchor_band u16[n] | probe u8[n]
+    sustain u8[n_sustain]                                        (SUSTAIN_PER_FRAME bands + 1 per 4th frame)
 
-About 20 peaks/s and 60 hashes/s, i.e. at most ~37 kB per minute. Hashes and frames are plain arrays so a
-catalog can load them straight into an inverted index (hash -> (item, frame)). Frames are u32, so they do
-not wrap on long files (audfprint #72).
+At most ``EDGE_PEAKS_PER_S`` (16) peaks, ``PEAKS_PER_S * MAX_PER_ANCHOR`` (70) hashes and 31.25 sustain
+bytes per second: 10 bytes per hash and 6 per peak give at most 49.6 kB per minute (a hard bound, whatever
+the content; music and speech use 20-35 kB). Hashes and frames are plain arrays, so a catalog can load them
+straight into an inverted index (hash -> (item, frame)) and query it with ``probe_variants``. Frames are u32,
+so they do not wrap on long files (audfprint #72).
 This module imports nothing from PyAV, Flask or Celery.
 """
 
@@ -21,24 +25,34 @@ import numpy as np
 
 from shared.errors import DecodeFailed
 from shared.kinds.audio.decode import SAMPLE_RATE_HZ
-from shared.kinds.audio.landmarks import HOP, N_FFT, PeakStream, hash_peaks, limit_density
+from shared.kinds.audio.peaks import EDGE_PEAKS_PER_S, HOP, N_FFT, PEAKS_PER_S, PeakStream, limit_density
+from shared.kinds.audio.triplets import hash_triplets
 from shared.protocol import pack_header, unpack_header
 
-_META = struct.Struct("<dIHHII")
+_META = struct.Struct("<dIHHIII")
+#: (attribute, little-endian dtype) of the per-peak arrays, then of the per-hash arrays, in byte order.
+_PEAK_ARRAYS = (("peak_frames", "<u4"), ("peak_bands", "<u2"))
+_HASH_ARRAYS = (("hashes", "<u2"), ("hash_frames", "<u4"), ("spans", "u1"), ("anchor_bands", "<u2"), ("probes", "u1"))
 
 
 @dataclass(frozen=True, eq=False)
 class AudioFingerprint:
     kind: ClassVar[str] = "audio"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 3
 
     duration_s: float
-    #: Peaks in time order: STFT frame index and frequency bin.
+    #: Peaks in time order (the ``EDGE_PEAKS_PER_S`` set): frame index and log-band position (in 1/16 band).
     peak_frames: np.ndarray = field(repr=False)
-    peak_bins: np.ndarray = field(repr=False)
-    #: Landmark hashes (21 significant bits) and the frame of each hash's anchor peak, in time order.
+    peak_bands: np.ndarray = field(repr=False)
+    #: Triplet hashes (see ``triplets``) in anchor order, with the anchor frame, span t3 - t1 (frames),
+    #: anchor band (1/16 band) and probe bits of each.
     hashes: np.ndarray = field(repr=False)
     hash_frames: np.ndarray = field(repr=False)
+    spans: np.ndarray = field(repr=False)
+    anchor_bands: np.ndarray = field(repr=False)
+    probes: np.ndarray = field(repr=False)
+    #: Sustain maxima (see ``peaks``), row-major (frame // SUSTAIN_EVERY, SUSTAIN_PER_FRAME), band + 1.
+    sustain: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.uint8))
     sample_rate_hz: int = SAMPLE_RATE_HZ
     hop: int = HOP
     n_fft: int = N_FFT
@@ -67,57 +81,48 @@ class AudioFingerprint:
             self.n_fft,
             self.peak_frames.size,
             self.hashes.size,
+            self.sustain.size,
         )
-        return b"".join(
-            [
-                pack_header(self.kind, self.version),
-                meta,
-                self.peak_frames.astype("<u4").tobytes(),
-                self.peak_bins.astype("<u2").tobytes(),
-                self.hashes.astype("<u4").tobytes(),
-                self.hash_frames.astype("<u4").tobytes(),
-            ]
-        )
+        arrays = [getattr(self, name).astype(dtype).tobytes() for name, dtype in _PEAK_ARRAYS + _HASH_ARRAYS]
+        arrays.append(self.sustain.astype(np.uint8).reshape(-1).tobytes())
+        return b"".join([pack_header(self.kind, self.version), meta, *arrays])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AudioFingerprint:
         payload = unpack_header(data, cls.kind, cls.version)
         if len(payload) < _META.size:
             raise DecodeFailed("audio fingerprint bytes are truncated")
-        duration_s, rate, hop, n_fft, n_peaks, n_hashes = _META.unpack_from(payload)
-        if len(payload) != _META.size + 6 * n_peaks + 8 * n_hashes:
+        duration_s, rate, hop, n_fft, n_peaks, n_hashes, n_sustain = _META.unpack_from(payload)
+        if len(payload) != _META.size + 6 * n_peaks + 10 * n_hashes + n_sustain:
             raise DecodeFailed("audio fingerprint bytes have the wrong length")
         offset = _META.size
-
-        def take(dtype: str, count: int) -> np.ndarray:
-            nonlocal offset
-            arr = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
-            offset += arr.nbytes
-            return arr.astype(dtype[1:])  # native order, and a writable copy detached from ``data``
-
-        return cls(
-            duration_s=duration_s,
-            peak_frames=take("<u4", n_peaks),
-            peak_bins=take("<u2", n_peaks),
-            hashes=take("<u4", n_hashes),
-            hash_frames=take("<u4", n_hashes),
-            sample_rate_hz=rate,
-            hop=hop,
-            n_fft=n_fft,
-        )
+        values = {}
+        for arrays, count in ((_PEAK_ARRAYS, n_peaks), (_HASH_ARRAYS, n_hashes)):
+            for name, dtype in arrays:
+                arr = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
+                offset += arr.nbytes
+                values[name] = arr.astype(dtype.lstrip("<"))  # native order, a writable copy detached from data
+        values["sustain"] = np.frombuffer(payload, dtype=np.uint8, count=n_sustain, offset=offset).copy()
+        return cls(duration_s=duration_s, sample_rate_hz=rate, hop=hop, n_fft=n_fft, **values)
 
 
 def fingerprint_stream(peaks: PeakStream) -> AudioFingerprint:
     """Finish a fed ``PeakStream`` and build the fingerprint."""
     t, f, prominence = peaks.finish()
-    t, f = limit_density(t, f, prominence)
-    hashes, hash_frames = hash_peaks(t, f)
+    keep = limit_density(t, f, prominence, EDGE_PEAKS_PER_S)
+    t, f, prominence = t[keep], f[keep], prominence[keep]
+    hashed = limit_density(t, f, prominence, PEAKS_PER_S)
+    tr = hash_triplets(t[hashed], f[hashed])
     return AudioFingerprint(
         duration_s=peaks.n_samples / SAMPLE_RATE_HZ,
-        peak_frames=t,
-        peak_bins=f,
-        hashes=hashes,
-        hash_frames=hash_frames,
+        peak_frames=t.astype(np.uint32),
+        peak_bands=np.round(f * 16).astype(np.uint16),
+        hashes=tr.hashes,
+        hash_frames=tr.frames,
+        spans=tr.spans,
+        anchor_bands=tr.anchor_bands,
+        probes=tr.probes,
+        sustain=peaks.sustain().reshape(-1),
     )
 
 

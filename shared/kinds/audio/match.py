@@ -1,15 +1,27 @@
-"""Comparing two landmark fingerprints: common hashes, an offset histogram, aligned runs, a score.
+"""Comparing two triplet fingerprints: lines from ``hough``, runs along each line, refined edges, a score.
 
-1. Hashes shared by source and target are paired up (hashes repeated more than ``MAX_REPEAT`` times in
-   either are stop words: tones, loops and jingles, never evidence).
-2. Each pair votes for its offset ``t_target - t_source``; a pair weighs ``1 / max(count_source,
-   count_target)`` of its hash, so a hash that repeats n times counts about once, however often it aligns
-   (the false-positive trap of periodic content and duplicated hashes).
-3. Offsets are taken greedily from the histogram (smoothed over +-1 frame, the tolerance of Wang 2003 and
-   audfprint) while they carry enough votes. The pairs of one offset are split into runs where the source
-   times leave a gap longer than ``MAX_GAP_S``; each run with enough evidence becomes a ``Segment``.
-4. Evidence is saturated into [0, 1] with ``1 - exp(-evidence / EVIDENCE_SCALE)``; a run's evidence is its
-   weighted pair count, discounted when the run is sparse compared with the hashes present in its span.
+1. ``hough.find_pairs`` and ``hough.lines`` give alignments ``tt = a * ts + b`` with their inlier pairs and
+   pitch shift.
+2. The inliers of a line are split into runs where the source times leave a gap longer than
+   ``max_gap_s``; a run keeps one vote per source triplet and one per target triplet.
+3. Evidence of a run is its weighted vote count, discounted when the run is sparse compared with the
+   triplets present in its span (``full_density``): a chance alignment scattered over minutes is thin.
+   A run whose span holds fewer than ``min_hash_rate_per_s`` triplets per second on either side is no
+   evidence at all: white or pink noise, clicks and near-silence give a few random peaks a second, and
+   even an identical noise file must not match itself.
+4. Edges are refined (``edges``): source peaks just outside the run are mapped through the line (time by
+   ``a``, band by the pitch shift) and the run grows while they find a target peak, then likewise on the
+   sustain maxima, which reach a cut made inside a held note.
+5. Evidence saturates into [0, 1]: ``1 - exp(-evidence / evidence_scale)``; the score sums all kept runs.
+
+How to read the score with segment durations: ``similarity_score`` measures *how much* aligned evidence
+exists, ``matched_segments[i].duration_s`` *how long* each aligned stretch is, and ``score`` on a segment
+its own evidence. The pipeline (``shared/matching.py``) drops segments shorter than ``min_segment_s`` and
+only reports ``match`` when the score passes the threshold *and* a segment is left, so a strong but
+incidental one-second overlap (a shared sample, a jingle) never makes a match by itself; to accept short
+reuse, lower ``min_segment_s`` per request, and to be stricter, raise it rather than the threshold (a long
+segment with a modest score is better evidence than a short one with a high score). Segments shorter than
+``audio.min_segment_s`` (or 80% of the shorter input) are not produced at all.
 
 This module imports nothing from PyAV, Flask or Celery.
 """
@@ -21,83 +33,80 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.kinds.audio.edges import extend_run
 from shared.kinds.audio.fingerprint import AudioFingerprint
-from shared.kinds.audio.landmarks import MAX_DT, N_FFT
+from shared.kinds.audio.hough import Line, Pairs, find_pairs, lines
+from shared.kinds.audio.peaks import BANDS_PER_OCTAVE, N_FFT
 from shared.protocol import Confidence, Match, Segment
-from shared.settings import Settings
+from shared.settings import AudioSettings, Settings
 
-MAX_REPEAT = 40
-#: At most this many hash pairs are examined (memory and time bound for hours-long inputs).
-MAX_PAIRS = 4_000_000
-#: Offsets are examined while they hold this much weighted evidence, at most MAX_OFFSETS of them.
-MIN_OFFSET_EVIDENCE = 6.0
-MAX_OFFSETS = 24
-MAX_GAP_S = 4.0
 #: A run within this many frames of the offset of an earlier, overlapping run is that run's fringe.
-DUPLICATE_OFFSET_FRAMES = 3.0
-#: A run needs this much weighted evidence and this many distinct hash values to become a segment.
-MIN_RUN_EVIDENCE = 8.0
-MIN_RUN_DISTINCT = 8
-#: Runs whose aligned share of the hashes in their span is below this are discounted proportionally.
-FULL_DENSITY = 0.10
-#: Evidence giving a score of 1 - 1/e (0.63); 0.5 is reached at 0.69 * EVIDENCE_SCALE.
-EVIDENCE_SCALE = 30.0
+DUPLICATE_OFFSET_FRAMES = 8.0
 SHORT_INPUT_S = 2.0
 
 
 @dataclass(frozen=True)
 class _Run:
-    offset_frames: float
-    src_start: int
-    src_end: int
+    line: Line
+    src_start: float  # frames
+    src_end: float
     evidence: float
     n_aligned: int
 
 
-def saturate(evidence: float) -> float:
-    return 1.0 - math.exp(-max(evidence, 0.0) / EVIDENCE_SCALE)
+def saturate(evidence: float, scale: float) -> float:
+    return 1.0 - math.exp(-max(evidence, 0.0) / scale)
 
 
 def compare(a: AudioFingerprint, b: AudioFingerprint, settings: Settings) -> Match:
     """Compare source ``a`` with target ``b``; see the module docstring."""
+    cfg = settings.audio
     warnings: list[str] = []
     shorter_s = min(a.duration_s, b.duration_s)
     if shorter_s < SHORT_INPUT_S:
-        warnings.append(
-            f"input shorter than {SHORT_INPUT_S:.0f} s ({shorter_s:.2f} s): the score is unreliable"
-        )
+        warnings.append(f"input shorter than {SHORT_INPUT_S:.0f} s ({shorter_s:.2f} s): the score is unreliable")
     for name, fp in (("source", a), ("target", b)):
-        if fp.duration_s >= SHORT_INPUT_S and fp.n_hashes < MIN_RUN_EVIDENCE:
-            warnings.append(f"{name} has almost no spectral landmarks (silence, a pure tone or noise?)")
+        if fp.duration_s >= SHORT_INPUT_S and fp.n_hashes < cfg.min_run_evidence:
+            warnings.append(f"{name} has almost no spectral peaks (silence, a pure tone or noise?)")
     frame_s = a.frame_s
-    min_segment_s = min(settings.audio.min_segment_s, 0.8 * shorter_s)
+    centre_s = N_FFT / 2 / a.sample_rate_hz  # a frame's time is the centre of its window
+    min_segment_s = min(cfg.min_segment_s, 0.8 * shorter_s)
     kept: list[tuple[Segment, _Run]] = []
-    for run in _find_runs(a, b):
-        src_start_s = run.src_start * frame_s
-        src_end_s = min(run.src_end * frame_s + N_FFT / a.sample_rate_hz, a.duration_s)
-        offset_s = run.offset_frames * frame_s
+    for run in _find_runs(a, b, cfg):
+        line = run.line
+        src_start_s = max(run.src_start * frame_s + centre_s, 0.0)
+        src_end_s = min(run.src_end * frame_s + centre_s, a.duration_s)
+        tgt_start_s = (line.scale * run.src_start + line.offset_frames) * frame_s + centre_s
+        tgt_end_s = (line.scale * run.src_end + line.offset_frames) * frame_s + centre_s
         segment = Segment(
             source_start_s=src_start_s,
             source_end_s=src_end_s,
-            target_start_s=max(src_start_s + offset_s, 0.0),
-            target_end_s=min(src_end_s + offset_s, b.duration_s),
-            score=saturate(run.evidence),
+            target_start_s=max(tgt_start_s, 0.0),
+            target_end_s=min(tgt_end_s, b.duration_s),
+            score=saturate(run.evidence, cfg.evidence_scale),
         )
         if segment.duration_s >= min_segment_s:
             kept.append((segment, run))
     kept.sort(key=lambda sr: (sr[0].target_start_s, sr[0].source_start_s))
     evidence = sum(run.evidence for _, run in kept)
-    score = saturate(evidence)
+    score = saturate(evidence, cfg.evidence_scale)
     confidence: Confidence = "high" if score >= 0.85 or score <= 0.15 else "medium"
     if shorter_s < SHORT_INPUT_S:
         confidence = "low"
+    runs = [run for _, run in kept]
     details = {
-        "offsets_s": [round(run.offset_frames * frame_s, 3) for _, run in kept],
-        "aligned_hashes": int(sum(run.n_aligned for _, run in kept)),
+        "offsets_s": [round(r.line.offset_frames * frame_s, 3) for r in runs],
+        "time_scales": [round(r.line.scale, 4) for r in runs],
+        "pitch_factors": [round(2 ** (r.line.pitch_bands / BANDS_PER_OCTAVE), 4) for r in runs],
+        # The strongest segment's factors: target seconds per source second, target pitch / source pitch.
+        "time_scale": round(max(runs, key=lambda r: r.evidence).line.scale, 4) if runs else 1.0,
+        "pitch_factor": round(2 ** (max(runs, key=lambda r: r.evidence).line.pitch_bands / BANDS_PER_OCTAVE), 4)
+        if runs
+        else 1.0,
+        "aligned_hashes": int(sum(r.n_aligned for r in runs)),
         "evidence": round(evidence, 2),
         "source_hashes": a.n_hashes,
         "target_hashes": b.n_hashes,
-        "time_scale": 1.0,
     }
     return Match(
         similarity_score=score,
@@ -108,76 +117,38 @@ def compare(a: AudioFingerprint, b: AudioFingerprint, settings: Settings) -> Mat
     )
 
 
-def _pairs(a: AudioFingerprint, b: AudioFingerprint) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All (source frame, target frame, hash, weight) with equal hashes, stop words excluded."""
-    empty = np.zeros(0, np.int64)
-    ua, ca = np.unique(a.hashes, return_counts=True)
-    ub, cb = np.unique(b.hashes, return_counts=True)
-    common, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
-    ok = (ca[ia] <= MAX_REPEAT) & (cb[ib] <= MAX_REPEAT)
-    common, ia, ib = common[ok], ia[ok], ib[ok]
-    # Bound the work on long inputs: past MAX_PAIRS, the hashes that pair most are dropped first.
-    n_pairs = ca[ia].astype(np.int64) * cb[ib]
-    if n_pairs.sum() > MAX_PAIRS:
-        by_pairs = np.argsort(n_pairs, kind="stable")
-        keep = np.sort(by_pairs[np.cumsum(n_pairs[by_pairs]) <= MAX_PAIRS])
-        common, ia, ib = common[keep], ia[keep], ib[keep]
-    if common.size == 0:
-        return empty, empty, empty, np.zeros(0)
-    weight_of = 1.0 / np.maximum(ca[ia], cb[ib])
-    # Source entries whose hash is common, and for each the range of target entries with that hash.
-    sel = np.nonzero(np.isin(a.hashes, common))[0]
-    h_src = a.hashes[sel]
-    k = np.searchsorted(common, h_src)
-    order_b = np.argsort(b.hashes, kind="stable")
-    hb_sorted = b.hashes[order_b]
-    lo = np.searchsorted(hb_sorted, h_src, side="left")
-    n = np.searchsorted(hb_sorted, h_src, side="right") - lo
-    rep = np.repeat(np.arange(sel.size), n)
-    within = np.arange(rep.size) - np.repeat(np.cumsum(n) - n, n)
-    tb = b.hash_frames[order_b[lo[rep] + within]].astype(np.int64)
-    ta = a.hash_frames[sel[rep]].astype(np.int64)
-    return ta, tb, h_src[rep].astype(np.int64), weight_of[k[rep]]
-
-
-def _find_runs(a: AudioFingerprint, b: AudioFingerprint) -> list[_Run]:
-    ta, tb, h, w = _pairs(a, b)
-    if ta.size == 0:
-        return []
-    d = tb - ta
-    shift = int(-d.min()) + 1
-    hist = np.bincount(d + shift, weights=w)
-    max_gap = max(1, round(MAX_GAP_S / a.frame_s))
-    # Hash frames of each side, to measure how dense a run is against what its spans contain.
+def _find_runs(a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings) -> list[_Run]:
+    pairs = find_pairs(a, b, cfg.max_time_scale, cfg.max_pitch_factor)
+    max_gap = cfg.max_gap_s / a.frame_s
     fa, fb = np.sort(a.hash_frames.astype(np.int64)), np.sort(b.hash_frames.astype(np.int64))
-    used = np.zeros(d.size, dtype=bool)
     runs: list[_Run] = []
-    for _ in range(MAX_OFFSETS):
-        smooth = np.convolve(hist, np.ones(3), mode="same")
-        o = int(np.argmax(smooth))
-        if smooth[o] < MIN_OFFSET_EVIDENCE:
-            break
-        near = np.nonzero((np.abs(d + shift - o) <= 1) & ~used)[0]
-        used[near] = True
-        hist -= np.bincount(d[near] + shift, weights=w[near], minlength=hist.size)
-        hist[max(o - 1, 0) : o + 2] = 0.0  # rounding residue
-        # One vote per (hash, source frame): the +-1 tolerance must not count a landmark twice.
-        key = h[near] * (1 << 32) + ta[near]
-        _, first = np.unique(key, return_index=True)
-        near = near[first]
-        near = near[np.argsort(ta[near], kind="stable")]
-        breaks = np.nonzero(np.diff(ta[near]) > max_gap)[0] + 1
-        for part in np.split(near, breaks):
-            run = _score_run(part, ta, d, h, w, fa, fb)
+    for line in lines(pairs, a, b, cfg.max_time_scale):
+        members = _one_vote_each(pairs, line.members)
+        members = members[np.argsort(pairs.ts[members], kind="stable")]
+        breaks = np.nonzero(np.diff(pairs.ts[members]) > max_gap)[0] + 1
+        for part in np.split(members, breaks):
+            run = _score_run(part, line, pairs, a, b, fa, fb, cfg)
             if run is not None and not any(_same_place(run, other) for other in runs):
                 runs.append(run)
     return runs
 
 
+def _one_vote_each(p: Pairs, members: np.ndarray) -> np.ndarray:
+    """Keep one pair per source triplet and one per target triplet (the heaviest, then the first)."""
+    order = members[np.lexsort((-p.weight[members],))]
+    _, first = np.unique(p.src[order], return_index=True)
+    order = order[np.sort(first)]
+    _, first = np.unique(p.tgt[order], return_index=True)
+    return order[np.sort(first)]
+
+
 def _same_place(run: _Run, other: _Run) -> bool:
-    """Whether ``run`` is the jitter fringe of ``other``: a nearby offset over an overlapping source span."""
+    """Whether ``run`` is the fringe of ``other``: a nearby line over an overlapping source span."""
+    mid = 0.5 * (run.src_start + run.src_end)
+    here = run.line.scale * mid + run.line.offset_frames
+    there = other.line.scale * mid + other.line.offset_frames
     return (
-        abs(run.offset_frames - other.offset_frames) <= DUPLICATE_OFFSET_FRAMES
+        abs(here - there) <= DUPLICATE_OFFSET_FRAMES
         and run.src_start <= other.src_end
         and other.src_start <= run.src_end
     )
@@ -185,26 +156,30 @@ def _same_place(run: _Run, other: _Run) -> bool:
 
 def _score_run(
     part: np.ndarray,
-    ta: np.ndarray,
-    d: np.ndarray,
-    h: np.ndarray,
-    w: np.ndarray,
+    line: Line,
+    p: Pairs,
+    a: AudioFingerprint,
+    b: AudioFingerprint,
     fa: np.ndarray,
     fb: np.ndarray,
+    cfg: AudioSettings,
 ) -> _Run | None:
-    if part.size == 0 or np.unique(h[part]).size < MIN_RUN_DISTINCT:
+    if part.size < cfg.min_run_distinct:
         return None
-    evidence = float(w[part].sum())
-    if evidence < MIN_RUN_EVIDENCE:
+    evidence = float(p.weight[part].sum())
+    if evidence < cfg.min_run_evidence:
         return None
-    src_start = int(ta[part].min())
-    src_end = int((ta[part] + (h[part] & MAX_DT)).max())
-    offset = float(np.average(d[part], weights=w[part]))
-    tgt_start, tgt_end = src_start + round(offset), src_end + round(offset)
-    in_span = min(
-        np.searchsorted(fa, src_end, side="right") - np.searchsorted(fa, src_start),
-        np.searchsorted(fb, tgt_end, side="right") - np.searchsorted(fb, tgt_start),
-    )
-    density = evidence / max(int(in_span), 1)
-    evidence *= min(1.0, density / FULL_DENSITY)
-    return _Run(offset, src_start, src_end, evidence, int(part.size))
+    src_start = float(p.ts[part].min())
+    src_end = float((p.ts[part] + a.spans[p.src[part]]).max())
+    tgt_start, tgt_end = line.scale * src_start + line.offset_frames, line.scale * src_end + line.offset_frames
+    in_a = int(np.searchsorted(fa, src_end, side="right") - np.searchsorted(fa, src_start))
+    in_b = int(np.searchsorted(fb, tgt_end, side="right") - np.searchsorted(fb, tgt_start))
+    # Low-information spans (noise, clicks, near-silence give a few random peaks a second) are no evidence,
+    # even against themselves.
+    span_s = max(src_end - src_start, 1.0) * a.frame_s
+    if min(in_a, in_b / max(line.scale, 1e-9)) < cfg.min_hash_rate_per_s * span_s:
+        return None
+    density = evidence / max(min(in_a, in_b), 1)
+    evidence *= min(1.0, density / cfg.full_density)
+    src_start, src_end = extend_run(a, b, line, src_start, src_end)
+    return _Run(line, src_start, src_end, evidence, int(part.size))

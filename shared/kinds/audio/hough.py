@@ -1,0 +1,193 @@
+"""Candidate alignments between two triplet fingerprints: hash pairs, a Hough vote over lines, robust fits.
+
+A source triplet at frame ``ts`` that reappears in the target at ``tt`` says ``tt = a * ts + b`` for the
+time-scale factor ``a`` (target seconds per source second) and offset ``b`` of its alignment. Pairs are
+found by equal hash values (with the source's probe variants, see ``triplets``); each pair also carries
+its own evidence about ``a`` (the ratio of the two spans ``t3 - t1``) and about the pitch factor (the
+difference of the anchors' band positions).
+
+1. Pairs: every source hash variant is looked up in the sorted target hashes. Hash values repeated more
+   than ``MAX_REPEAT`` times on either side are stop words (tones, loops, jingles). A pair weighs
+   ``1 / max(count_source, count_target)``, so a value repeated n times counts about once.
+2. Pairs whose span ratio or pitch difference lies outside the allowed factors are dropped.
+3. Hough vote (Hough 1962; the line detector of Panako and of MPEG-7 ``signature``): each pair votes in a
+   grid of ``a`` values compatible with its span ratio, for the cell ``(a, round((tt - a * ts) / B_STEP))``.
+4. ``lines`` repeatedly takes the strongest cell, gathers the pairs near its line, keeps those that agree
+   on the pitch shift (median), refits ``a`` and ``b`` (weighted least squares over a long run; over a short
+   one, ``a`` from the ratio of summed spans, which the grid cannot resolve; ``a`` clipped to the allowed
+   range) and tightens the tolerance, then removes those pairs' votes and looks again, which finds
+   several alignments (a reused or reordered source).
+
+This module imports only numpy; it knows nothing of PyAV, Flask or Celery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.kinds.audio.fingerprint import AudioFingerprint
+from shared.kinds.audio.peaks import BANDS_PER_OCTAVE
+from shared.kinds.audio.triplets import probe_variants
+
+MAX_REPEAT = 40
+#: At most this many hash pairs are examined (a memory and time bound for hours-long inputs).
+MAX_PAIRS = 2_000_000
+#: Hough grid: steps of ``a`` and of the offset ``b`` (frames of 16 ms).
+A_STEP = 0.004
+B_STEP = 12
+#: A pair votes for grid values of ``a`` whose predicted span is within this many frames of its own.
+SPAN_TOL_FRAMES = 1.6
+#: Pairs this close (frames) to a fitted line are its inliers; the first gathering is wider.
+INLIER_TOL_FRAMES = 4.0
+#: Inliers must agree on the pitch shift within this many bands of their median.
+PITCH_TOL_BANDS = 1.25
+MIN_CELL_VOTES = 3.0
+#: The slope is refitted only when the inliers span this many source frames (4 s).
+MIN_SLOPE_SPAN_FRAMES = 250
+MAX_LINES = 24
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Matching triplets: index into the source and target hash arrays, weight, and derived values."""
+
+    src: np.ndarray  # int64
+    tgt: np.ndarray  # int64
+    weight: np.ndarray  # float64
+    ts: np.ndarray  # float64, source anchor frame
+    tt: np.ndarray  # float64, target anchor frame
+    pitch_bands: np.ndarray  # float64, target anchor band - source anchor band
+    span_s: np.ndarray  # float64, source span t3 - t1 (frames)
+    span_t: np.ndarray  # float64, target span
+
+    def __len__(self) -> int:
+        return int(self.src.size)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One alignment ``tt = scale * ts + offset`` (frames) and the pairs that lie on it."""
+
+    scale: float
+    offset_frames: float
+    pitch_bands: float
+    members: np.ndarray  # int64 indices into Pairs
+
+
+def find_pairs(a: AudioFingerprint, b: AudioFingerprint, max_scale: float, max_pitch: float) -> Pairs:
+    """All (source, target) triplet pairs with equal hashes whose span ratio and pitch shift are allowed."""
+    values, owner = probe_variants(a.hashes, a.probes)
+    ua, ca = np.unique(a.hashes, return_counts=True)
+    order_b = np.argsort(b.hashes, kind="stable")
+    hb = b.hashes[order_b]
+    lo = np.searchsorted(hb, values, side="left")
+    n = np.searchsorted(hb, values, side="right") - lo
+    count_a = ca[np.searchsorted(ua, a.hashes[owner])]
+    ok = (n > 0) & (n <= MAX_REPEAT) & (count_a <= MAX_REPEAT)
+    values, owner, lo, n, count_a = values[ok], owner[ok], lo[ok], n[ok], count_a[ok]
+    if n.sum() > MAX_PAIRS:  # bound the work: the most repeated values go first
+        by_n = np.argsort(n, kind="stable")
+        keep = np.sort(by_n[np.cumsum(n[by_n]) <= MAX_PAIRS])
+        values, owner, lo, n, count_a = values[keep], owner[keep], lo[keep], n[keep], count_a[keep]
+    rep = np.repeat(np.arange(n.size), n)
+    within = np.arange(rep.size) - np.repeat(np.cumsum(n) - n, n)
+    src = owner[rep]
+    tgt = order_b[lo[rep] + within]
+    weight = 1.0 / np.maximum(count_a[rep], n[rep])
+    span_s = a.spans[src].astype(np.float64)
+    span_t = b.spans[tgt].astype(np.float64)
+    pitch = (b.anchor_bands[tgt].astype(np.float64) - a.anchor_bands[src]) / 16.0
+    max_pitch_bands = BANDS_PER_OCTAVE * np.log2(max_pitch) + PITCH_TOL_BANDS
+    keep_pairs = (span_t <= span_s * max_scale + SPAN_TOL_FRAMES) & (span_t >= span_s / max_scale - SPAN_TOL_FRAMES)
+    keep_pairs &= np.abs(pitch) <= max_pitch_bands
+    src, tgt, weight, pitch = src[keep_pairs], tgt[keep_pairs], weight[keep_pairs], pitch[keep_pairs]
+    span_s, span_t = span_s[keep_pairs], span_t[keep_pairs]
+    return Pairs(
+        src=src.astype(np.int64),
+        tgt=tgt.astype(np.int64),
+        weight=weight,
+        ts=a.hash_frames[src].astype(np.float64),
+        tt=b.hash_frames[tgt].astype(np.float64),
+        pitch_bands=pitch,
+        span_s=span_s,
+        span_t=span_t,
+    )
+
+
+def lines(p: Pairs, a: AudioFingerprint, b: AudioFingerprint, max_scale: float) -> list[Line]:
+    """Alignments found by the Hough vote, strongest first (see the module docstring)."""
+    if len(p) == 0:
+        return []
+    grid = np.arange(1.0 / max_scale, max_scale + A_STEP / 2, A_STEP)
+    span_s, span_t = p.span_s, p.span_t
+    vote_pair, vote_a, vote_b = [], [], []
+    for ai, scale in enumerate(grid):
+        sel = np.nonzero(np.abs(scale * span_s - span_t) <= SPAN_TOL_FRAMES + 0.02 * span_s)[0]
+        vote_pair.append(sel)
+        vote_a.append(np.full(sel.size, ai))
+        vote_b.append(np.floor((p.tt[sel] - scale * p.ts[sel]) / B_STEP).astype(np.int64))
+    pair_of_vote = np.concatenate(vote_pair)
+    b_bin = np.concatenate(vote_b)
+    b_min = int(b_bin.min()) if b_bin.size else 0
+    keys = np.concatenate(vote_a) * (int(b_bin.max(initial=0)) - b_min + 1) + (b_bin - b_min)
+    cells, cell_of_vote = np.unique(keys, return_inverse=True)
+    n_b = int(b_bin.max(initial=0)) - b_min + 1
+    votes = np.bincount(cell_of_vote, weights=p.weight[pair_of_vote], minlength=cells.size)
+    used = np.zeros(len(p), dtype=bool)
+    found: list[Line] = []
+    for _ in range(MAX_LINES):
+        if votes.size == 0:
+            break
+        best = int(np.argmax(votes))
+        if votes[best] < MIN_CELL_VOTES:
+            break
+        scale = float(grid[cells[best] // n_b])
+        offset = float((cells[best] % n_b + b_min + 0.5) * B_STEP)
+        line = _fit(p, used, scale, offset, max_scale)
+        taken = line.members if line is not None else pair_of_vote[cell_of_vote == best]
+        used[taken] = True
+        # Remove every vote of the taken pairs; the best cell goes in any case, so the loop ends.
+        gone = used[pair_of_vote]
+        votes -= np.bincount(cell_of_vote[gone], weights=p.weight[pair_of_vote[gone]], minlength=cells.size)
+        keep = ~gone
+        pair_of_vote, cell_of_vote = pair_of_vote[keep], cell_of_vote[keep]
+        votes[best] = 0.0
+        if line is not None:
+            found.append(line)
+    return found
+
+
+def _fit(p: Pairs, used: np.ndarray, scale: float, offset: float, max_scale: float) -> Line | None:
+    """Gather the pairs near ``tt = scale * ts + offset``, agree on pitch, refit; ``None`` if too few."""
+    tol = B_STEP + INLIER_TOL_FRAMES
+    members = np.zeros(0, np.int64)
+    pitch = 0.0
+    for _ in range(3):
+        resid = p.tt - (scale * p.ts + offset)
+        members = np.nonzero((np.abs(resid) <= tol) & ~used)[0]
+        if members.size < 3:
+            return None
+        pitch = float(np.median(p.pitch_bands[members]))
+        members = members[np.abs(p.pitch_bands[members] - pitch) <= PITCH_TOL_BANDS]
+        if members.size < 3:
+            return None
+        x, y, w = p.ts[members], p.tt[members], p.weight[members]
+        if np.ptp(x) >= MIN_SLOPE_SPAN_FRAMES:  # the slope is measurable, else keep the grid's
+            xm, ym = np.average(x, weights=w), np.average(y, weights=w)
+            slope = np.sum(w * (x - xm) * (y - ym)) / max(np.sum(w * (x - xm) ** 2), 1e-9)
+            scale = float(np.clip(slope, 1.0 / max_scale, max_scale))
+            offset = float(ym - scale * xm)
+        else:
+            # Too short for a slope: the spans measure the scale instead. Their ratio of sums averages the
+            # frame jitter of many triplets, where the Hough grid alone cannot tell nearby slopes apart.
+            slope = np.sum(w * p.span_t[members]) / max(np.sum(w * p.span_s[members]), 1e-9)
+            scale = float(np.clip(slope, 1.0 / max_scale, max_scale))
+            offset = float(np.median(y - scale * x))
+        tol = INLIER_TOL_FRAMES
+    resid = p.tt - (scale * p.ts + offset)
+    members = np.nonzero((np.abs(resid) <= tol) & ~used & (np.abs(p.pitch_bands - pitch) <= PITCH_TOL_BANDS))[0]
+    if members.size < 3:
+        return None
+    return Line(scale=scale, offset_frames=offset, pitch_bands=pitch, members=members)
