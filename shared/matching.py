@@ -9,6 +9,7 @@ strong but incidental one-second overlap can be filtered out by the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def match_media(
     else:
         fa = compute(kind, source, settings, lambda f: progress(0.05 + 0.45 * f))
         fb = compute(kind, target, settings, lambda f: progress(0.5 + 0.45 * f))
-        result = kind.compare(fa, fb, settings)
+        result = kind.compare(fa, fb, _with_min_segment(settings, kind.name, options.min_segment_s))
         durations = (fa.duration_s, fb.duration_s)
     progress(0.98)
 
@@ -88,6 +89,15 @@ def match_media(
     }
     dumped: dict[str, Any] = _ENVELOPE.dump(envelope)
     return dumped
+
+
+def _with_min_segment(settings: Settings, kind: str, min_segment_s: float | None) -> Settings:
+    """A per-request ``min_segment_s`` reaches the kind's own run extraction, so a shorter value than
+    the default yields shorter segments instead of only filtering them afterwards."""
+    if min_segment_s is None or kind == "image":
+        return settings
+    section = getattr(settings, kind)
+    return dataclasses.replace(settings, **{kind: dataclasses.replace(section, min_segment_s=min_segment_s)})
 
 
 def _probe(media: LocalMedia, duration_s: float | None) -> dict[str, Any]:
