@@ -97,6 +97,13 @@ class ImageSettings:
     #: and neighbouring video frames: mostly below; tuned on bench/image, seed 1).
     block_agreement_ncc: float = 0.70
     min_block_agreement: float = 0.65
+    #: A fit the blocks *confirm* (at least ``confirm_min_blocks`` informative blocks, of which at least
+    #: ``confirm_block_agreement`` agree) needs fewer inliers: ``confirmed_inliers_at_threshold`` score
+    #: 0.80. Chance fits that reach 6-9 inliers do not line up pixels (agreement ~0); copies shown small
+    #: (screenshots) keep few keypoints but agree everywhere.
+    confirm_block_agreement: float = 0.80
+    confirm_min_blocks: int = 6
+    confirmed_inliers_at_threshold: float = 6.0
     #: Confidence "high" for scores at or above this (or at or below ``low_score``, a clear non-match).
     high_score: float = 0.88
     low_score: float = 0.50
@@ -124,6 +131,10 @@ class AudioSettings:
     full_density: float = 0.03
     #: Evidence that gives a score of 1 - 1/e (0.63); the default threshold 0.5 is 0.69 of it.
     evidence_scale: float = 10.0
+    #: Evidence per 64 ms frame row of a run's segment that agrees in loudness and spectral shape, beyond the
+    #: chance share (``audio.match.ROW_CHANCE``): 0.08 gives up to 1.0 per second. It only adds to a run that
+    #: the triplets found; silence, tones and noise never make one. 0 turns it off.
+    row_evidence: float = 0.08
 
 
 @dataclass(frozen=True)

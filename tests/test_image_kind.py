@@ -19,6 +19,7 @@ from shared.kinds import get_kind
 from shared.kinds.image import KIND, ImageFingerprint
 from shared.kinds.image.features import MAX_KEYPOINTS
 from shared.kinds.image.hashing import DIHEDRALS, dct_block, trim_box
+from shared.kinds.image.photometric import THUMB_SIDE_PX, block_agreement
 from shared.kinds.image.scoring import score_from_bits, score_from_inliers
 from shared.protocol import LocalMedia
 from shared.settings import Settings
@@ -85,7 +86,9 @@ def test_registry_and_protocol_basics(tmp_path: Path) -> None:
 def test_self_match_and_bytes_round_trip(base: tuple[Image.Image, ImageFingerprint]) -> None:
     _, f = base
     data = f.to_bytes()
-    assert 302 + 38 * 64 <= len(data) <= 302 + 38 * MAX_KEYPOINTS  # a few KB, keypoints included
+    # A few KB: header and hashes, the 64 px thumbnail (320x240 -> 64x48), the keypoints.
+    assert f.thumb.shape == (48, 64)
+    assert 304 + 64 * 48 + 38 * 64 <= len(data) <= 304 + THUMB_SIDE_PX**2 + 38 * MAX_KEYPOINTS
     back = KIND.fingerprint_from_bytes(data)
     assert back == f and back.to_bytes() == data
     match = KIND.compare(f, back, SETTINGS)
@@ -94,10 +97,11 @@ def test_self_match_and_bytes_round_trip(base: tuple[Image.Image, ImageFingerpri
     assert match.details["transform"] == "identity" and match.details["hamming_bits"] == 0
 
 
-def test_version_1_fingerprints_are_refused(base: tuple[Image.Image, ImageFingerprint]) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_fingerprint_versions_are_refused(version: int, base: tuple[Image.Image, ImageFingerprint]) -> None:
     data = bytearray(base[1].to_bytes())
-    data[12:14] = (1).to_bytes(2, "little")  # the header's version field
-    with pytest.raises(DecodeFailed, match="version 1"):
+    data[12:14] = version.to_bytes(2, "little")  # the header's version field
+    with pytest.raises(DecodeFailed, match=f"version {version}"):
         ImageFingerprint.from_bytes(bytes(data))
 
 
@@ -197,7 +201,18 @@ LOCAL_VARIANTS = {
     "rotate_4_degrees": lambda im: im.rotate(4, resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0)),
     "screenshot_canvas": _screenshot,
     "crop_then_rotate_90": lambda im: im.crop(_crop_box(im, 0.7, 0.5, 0.5)).transpose(Image.Transpose.ROTATE_270),
+    "crop_with_logo": lambda im: _logo(im.crop(_crop_box(im, 0.75, 0.3, 0.6))),
 }
+
+
+def _logo(img: Image.Image) -> Image.Image:
+    """An opaque two-colour logo over 12% of the area, near a corner."""
+    pixels = np.asarray(img).copy()
+    h, w = pixels.shape[:2]
+    lh, lw = round(h * 0.3), round(w * 0.4)
+    pixels[h - lh - 10 : h - 10, 10 : 10 + lw] = (250, 200, 0)
+    pixels[h - lh + 10 : h - 30, 30 : 30 + lw // 2] = (20, 20, 120)
+    return Image.fromarray(pixels)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +232,55 @@ def test_crops_canvases_and_rotations_match_through_local_features(
     explanation = match.details["explanation"]
     assert explanation["stage"] == "local_features" and explanation["inliers"] >= 10
     assert explanation["mirror"] == (name == "crop_25_mirrored")
+    # The copy agrees with its source block by block wherever it is not edited.
+    assert explanation["block_agreement"]["agreeing_fraction"] >= SETTINGS.image.min_block_agreement
     assert KIND.compare(target, source, SETTINGS).similarity_score >= THRESHOLD
+
+
+def _two_shots(seed: int) -> tuple[Image.Image, Image.Image]:
+    """The same place shot twice: a shared background, and a near object that moves between the shots.
+
+    Like a stereo pair or two video frames: the background alone gives a consistent similarity, but the
+    pictures differ wherever the object was or is.
+    """
+    background = photo(seed, 800, 600)
+    near = photo(seed + 1000, 800, 600)
+
+    def shot(dx: int) -> Image.Image:
+        pixels = background.copy()
+        pixels[100:520, 140 + dx : 500 + dx] = near[100:520, 140:500]
+        return Image.fromarray(pixels[:, 40:760])
+
+    return shot(0), shot(200)
+
+
+def test_same_place_shot_twice_is_refused_by_the_block_check(tmp_path: Path) -> None:
+    unchecked = dataclasses.replace(SETTINGS, image=dataclasses.replace(SETTINGS.image, min_block_agreement=0.0))
+    for seed in (41, 42):
+        first, second = _two_shots(seed)
+        a = fp(save(first, tmp_path / "a.jpg", quality=85))
+        b = fp(save(second, tmp_path / "b.jpg", quality=85))
+        # The geometry alone is convinced (the shared background), so the block check is what decides.
+        assert KIND.compare(a, b, unchecked).similarity_score >= THRESHOLD
+        match = KIND.compare(a, b, SETTINGS)
+        assert match.similarity_score < THRESHOLD, match.details
+        checked = match.details["explanation"]["block_agreement"]
+        assert checked["agreeing_fraction"] < SETTINGS.image.min_block_agreement
+
+
+def test_block_agreement_of_a_thumbnail_with_itself_and_its_mirror(
+    base: tuple[Image.Image, ImageFingerprint],
+) -> None:
+    f = base[1]
+    size = (f.features.width, f.features.height)
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    same = block_agreement(f.thumb, size, f.thumb, size, identity, False, 0.7)
+    assert same.fraction == 1.0 and same.blocks >= 30
+    mirrored = np.ascontiguousarray(f.thumb[:, ::-1])
+    assert block_agreement(f.thumb, size, mirrored, size, identity, True, 0.7).fraction == 1.0
+    assert block_agreement(f.thumb, size, mirrored, size, identity, False, 0.7).fraction < 0.5
+    nothing = np.zeros((0, 0), np.uint8)
+    assert block_agreement(f.thumb, size, nothing, size, identity, False, 0.7).blocks == 0
 
 
 def test_explanation_reports_crop_box_and_rotation(large: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
@@ -244,13 +307,20 @@ def test_inlier_score_is_monotone_and_calibrated() -> None:
     assert all(x <= y for x, y in itertools.pairwise(scores)) and scores[0] == 0.0 and scores[-1] <= 1.0
     assert scores[image.local_min_inliers - 1] == 0.0
     assert score_from_inliers(int(image.local_inliers_at_threshold), image) == pytest.approx(THRESHOLD)
+    # A fit the photometric blocks confirm reaches the threshold with fewer inliers, on a curve as monotone.
+    confirmed = [score_from_inliers(n, image, confirmed=True) for n in range(0, 300)]
+    assert all(x <= y for x, y in itertools.pairwise(confirmed)) and confirmed[-1] < 1.0
+    assert all(c >= u for c, u in zip(confirmed, scores, strict=True))
+    assert confirmed[int(image.confirmed_inliers_at_threshold)] == pytest.approx(THRESHOLD)
 
 
 def test_thresholds_are_settings(large: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
     """A stricter per-deployment inlier requirement turns a crop match off: nothing is hard-wired."""
     img, source = large
     target = fp(save(img.crop(_crop_box(img, 0.5, 0.5, 0.5)), tmp_path / "c.jpg", quality=85))
-    strict = dataclasses.replace(SETTINGS.image, local_inliers_at_threshold=10_000.0)
+    strict = dataclasses.replace(
+        SETTINGS.image, local_inliers_at_threshold=10_000.0, confirmed_inliers_at_threshold=10_000.0
+    )
     assert KIND.compare(source, target, SETTINGS).similarity_score >= THRESHOLD
     assert KIND.compare(source, target, dataclasses.replace(SETTINGS, image=strict)).similarity_score < THRESHOLD
 
@@ -482,11 +552,13 @@ def test_score_is_monotone_and_calibrated() -> None:
 
 
 # -- golden ----------------------------------------------------------------------------------------------
-#: Header, size/trim/quality/detail/feature plane/keypoint count, then the 8 dihedral hashes (photo(1) as a
-#: 320x240 PNG); the keypoints that follow are pinned by the SHA-256 of the whole fingerprint.
+#: Header (version 3), size/trim/quality/detail/feature plane/keypoint count/thumbnail size, then the 8
+#: dihedral hashes (photo(1) as a 320x240 PNG); the thumbnail and keypoints that follow are pinned by the
+#: SHA-256 of the whole fingerprint. From version 2 only the version and the thumbnail size (64x48) changed.
 GOLDEN_PREFIX_HEX = (
-    "4d4d4650696d616765000000020040010000f0000000000000000000000040010000f000000064ec"
+    "4d4d4650696d616765000000030040010000f0000000000000000000000040010000f000000064ec"
     "000280010001"
+    "4030"
     "0f117e1978c280fe65a5bf209f2e6237981b5b8307c4952cb65baf65a85a8b1e"
     "43ca3c15385b338fb3929b699238db286d3565fb4a4184de07ce4e60669ebc99"
     "5a44d4b72d972a5430f0158aca7bc89dcd4ef12952913f86e30e05cffd4f21b4"
@@ -496,11 +568,11 @@ GOLDEN_PREFIX_HEX = (
     "169f69406d0e66d8e6c7ce3cc76d8e753860302e1f14d18b529b1b3533cbc9cc"
     "43cac3ea385bcc72b3926496923824df6d359a864a417b2107cef19f669e6366"
 )
-GOLDEN_SHA256 = "3ba2a06956ffb4eddce1816bde75b134c7df87f10bb13a4fe94bcc590c3152ca"
+GOLDEN_SHA256 = "1f7e5edb4070a673d132bdd023b445cd435380251ec5c3f4aa6ac179b9ac0041"
 
 
 def test_golden_fingerprint(base: tuple[Image.Image, ImageFingerprint]) -> None:
     """Pins the exact bytes for a deterministic PNG: catches drift in Pillow, OpenCV or numpy."""
     data = base[1].to_bytes()
-    assert data[:302].hex() == GOLDEN_PREFIX_HEX
+    assert data[:304].hex() == GOLDEN_PREFIX_HEX
     assert hashlib.sha256(data).hexdigest() == GOLDEN_SHA256

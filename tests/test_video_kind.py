@@ -119,6 +119,13 @@ def mild_crop(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(part, (w, h), interpolation=cv2.INTER_AREA)
 
 
+def off_centre_crop(rgb: np.ndarray) -> np.ndarray:
+    """A 10% crop, 8% off one side and 2% off the other on each axis, scaled back to the frame size."""
+    h, w = rgb.shape[:2]
+    part = rgb[round(0.08 * h) : round(0.98 * h), round(0.02 * w) : round(0.92 * w)]
+    return cv2.resize(part, (w, h), interpolation=cv2.INTER_AREA)
+
+
 def title_card(rgb: np.ndarray) -> np.ndarray:
     """A still generic intro card, the same in every video that uses it."""
     return render(12, 0.3)
@@ -139,6 +146,7 @@ CLIPS = {
     "black": dict(pieces=[(-1, 0.0, 10.0)]),
     "letterbox_logo": dict(pieces=[(1, 0.0, 30.0)], transform=letterbox_with_logo),
     "crop": dict(pieces=[(1, 0.0, 30.0)], transform=mild_crop),
+    "crop_short": dict(pieces=[(7, 0.0, 6.0), (1, 12.0, 4.0), (8, 0.0, 6.0)], transform=off_centre_crop),
 }
 
 
@@ -249,6 +257,26 @@ def test_a_mild_crop_still_matches(clip) -> None:
     m = compare(clip, "source", "crop")
     assert m.similarity_score >= THRESHOLD
     assert_segment(m.segments[0], (0.0, 30.0), (0.0, 30.0))
+
+
+def test_a_short_off_centre_crop_is_rescued_on_the_low_frequencies(clip) -> None:
+    """A 4 s clip under a 10% off-centre crop: its whole-frame hashes sit near chance (80-100 of 224 bits)
+    from the source, so only the crop rescue (the 64 lowest-frequency bits) finds it, at the right place,
+    with low confidence; without the rescue it is missed."""
+    m = compare(clip, "source", "crop_short")
+    assert m.similarity_score >= THRESHOLD and m.details["crop_rescue"] is True
+    assert m.confidence == "low"
+    (seg,) = m.segments
+    assert_segment(seg, (12.0, 16.0), (6.0, 10.0))
+    no_rescue = dataclasses.replace(SETTINGS, video=dataclasses.replace(SETTINGS.video, crop_rescue=False))
+    assert KIND.compare(clip("source")[1], clip("crop_short")[1], no_rescue).similarity_score < THRESHOLD
+
+
+@pytest.mark.parametrize("other", ["unrelated", "unrelated_short"])
+def test_the_crop_rescue_does_not_match_unrelated_footage(clip, other: str) -> None:
+    for a, b in ((other, "crop_short"), ("crop_short", other)):
+        m = compare(clip, a, b)
+        assert m.similarity_score == 0.0 and not m.segments and m.details["crop_rescue"] is False
 
 
 def test_a_shared_title_card_is_not_a_match(clip_dir: Path) -> None:

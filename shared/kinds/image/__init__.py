@@ -15,10 +15,17 @@ Design, and why (issue 3; measured in ``bench/image/REPORT.md``):
   containment, inlier spread, inlier ratio). It covers crops, canvases, logos, small and quarter rotations
   and their combinations. Learned copy-detection descriptors (SSCD) would be stronger but need weights we
   cannot download; SIFT is about 10x slower and its descriptors too large for a few-KB fingerprint.
+* **Photometric check** (``photometric.py``): when the local fit would decide, a 64 px luma thumbnail of
+  each side is aligned through the fit and compared block by block (NCC per 8 px block). Geometry alone
+  cannot tell the same *picture* from the same *place*: stereo pairs, neighbouring video frames and second
+  shots of one scene verify with 13-43 inliers, as many as a crop, but parallax and motion break many
+  blocks, while logos, watermarks and canvas chrome break only the few they cover. A fit the blocks refute
+  is dropped; a fit they clearly confirm needs fewer inliers (copies shown small keep few keypoints).
 * **Score**: the larger of the two stage scores, each calibrated on the tuning split so that 0.80 sits at
   its 1e-4 false-positive operating point; the local stage is skipped when the hashes are already close.
 
-The fingerprint is about 10 KB (302 bytes of header and hashes, 38 bytes per keypoint). Animated
+The fingerprint is about 13 KB (304 bytes of header and hashes, a thumbnail of at most 64x64 bytes, 38
+bytes per keypoint). Animated
 GIF/WebP/APNG and multi-page TIFF are fingerprinted from their **first frame** only.
 """
 
@@ -26,9 +33,10 @@ from __future__ import annotations
 
 from shared.errors import InvalidRequest
 from shared.kinds.image.decode import decode_luma
-from shared.kinds.image.features import extract_features
+from shared.kinds.image.features import describe_plane, working_plane
 from shared.kinds.image.fingerprint import ImageFingerprint
 from shared.kinds.image.hashing import hash_luma
+from shared.kinds.image.photometric import thumbnail
 from shared.kinds.image.scoring import compare_fingerprints
 from shared.protocol import Fingerprint, LocalMedia, Match, Progress, no_progress
 from shared.settings import Settings
@@ -46,7 +54,8 @@ def fingerprint_image(
     progress(0.6)
     result = hash_luma(decoded.luma)
     left, top, right, bottom = result.trim
-    features = extract_features(decoded.luma[top:bottom, left:right])
+    working = working_plane(decoded.luma[top:bottom, left:right])
+    features = describe_plane(working)
     # The trim box was found on the working-resolution plane; report it in original pixels.
     plane_h, plane_w = decoded.luma.shape
     sx, sy = decoded.width / plane_w, decoded.height / plane_h
@@ -60,6 +69,7 @@ def fingerprint_image(
         detail=min(result.detail, 255),
         hashes=result.hashes,
         features=features,
+        thumb=thumbnail(working),
     )
     progress(1.0)
     return fp

@@ -146,7 +146,11 @@ def _spread(keypoints: tuple[cv2.KeyPoint, ...], width: int, height: int) -> lis
 
 def extract_features(content: np.ndarray) -> Features:
     """ORB keypoints of ``content`` (trimmed float luma) with plain and mirror descriptors."""
-    plane = working_plane(content)
+    return describe_plane(working_plane(content))
+
+
+def describe_plane(plane: np.ndarray) -> Features:
+    """ORB keypoints of a working plane (``working_plane``'s output) with plain and mirror descriptors."""
     height, width = plane.shape
     orb = _orb()
     empty = Features(width, height, np.zeros(0, KEYPOINT_DTYPE))

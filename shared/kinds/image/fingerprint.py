@@ -2,7 +2,8 @@
 
 Role: the value type and its binary form; no decoding, no scoring. Imports nothing from Flask or Celery.
 
-Binary layout, version 2 (little-endian; 302 bytes + 38 per keypoint, at most 10,030 bytes with 256 points):
+Binary layout, version 3 (little-endian; 304 bytes + the thumbnail + 38 per keypoint: at most 14,128 bytes
+with a square thumbnail and 256 points, 12,784 for a 3:2 photo):
 
     header       14 bytes  shared.protocol.pack_header("image", 2)
     width         u32      upright (after EXIF orientation) size of the original, pixels
@@ -13,10 +14,14 @@ Binary layout, version 2 (little-endian; 302 bytes + 38 per keypoint, at most 10
     feature_w     u16      size of the working plane the keypoints live on (the trim box, resized)
     feature_h     u16
     keypoints     u16      number of keypoints n
+    thumb_w       u8       size of the luma thumbnail (``photometric.thumbnail``, long side 64)
+    thumb_h       u8
     hashes      8 x 32 B   256-bit hash of each dihedral transform, in ``hashing.DIHEDRALS`` order
+    thumbnail   w x h B    the working plane at 64 px, uint8, row-major (photometric verification)
     points      n x 38 B   ``features.KEYPOINT_DTYPE``: x, y (1/16 px), angle, octave, descriptor, mirror one
 
-Version 1 (no keypoints) is refused with ``DecodeFailed``; stored v1 fingerprints must be recomputed.
+Versions 1 (no keypoints) and 2 (no thumbnail) are refused with ``DecodeFailed``; stored fingerprints of
+older versions must be recomputed.
 """
 
 from __future__ import annotations
@@ -30,16 +35,17 @@ import numpy as np
 from shared.errors import DecodeFailed
 from shared.kinds.image.features import KEYPOINT_DTYPE, MAX_KEYPOINTS, Features
 from shared.kinds.image.hashing import DIHEDRALS, HASH_BYTES
+from shared.kinds.image.photometric import THUMB_SIDE_PX
 from shared.protocol import pack_header, unpack_header
 
-_BODY = struct.Struct("<II4IBBHHH")
+_BODY = struct.Struct("<II4IBBHHHBB")
 _HASHES_BYTES = len(DIHEDRALS) * HASH_BYTES
 
 
 @dataclass(frozen=True, eq=False)
 class ImageFingerprint:
     kind: ClassVar[str] = "image"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
 
     width: int
     height: int
@@ -51,12 +57,16 @@ class ImageFingerprint:
     hashes: tuple[bytes, ...]
     #: ORB keypoints of the trimmed content (see ``features.py``).
     features: Features = field(default_factory=lambda: Features(0, 0, np.zeros(0, KEYPOINT_DTYPE)))
+    #: The working plane at a long side of 64 px, uint8 (see ``photometric.py``); empty when unknown.
+    thumb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
 
     def __post_init__(self) -> None:
         if len(self.hashes) != len(DIHEDRALS) or any(len(h) != HASH_BYTES for h in self.hashes):
             raise ValueError("an image fingerprint holds 8 hashes of 32 bytes")
         if self.features.points.dtype != KEYPOINT_DTYPE or len(self.features.points) > MAX_KEYPOINTS:
             raise ValueError(f"an image fingerprint holds at most {MAX_KEYPOINTS} keypoints")
+        if self.thumb.dtype != np.uint8 or self.thumb.ndim != 2 or max(self.thumb.shape) > THUMB_SIDE_PX:
+            raise ValueError(f"an image fingerprint's thumbnail is uint8, at most {THUMB_SIDE_PX} px a side")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ImageFingerprint) and self.to_bytes() == other.to_bytes()
@@ -75,22 +85,30 @@ class ImageFingerprint:
 
     def to_bytes(self) -> bytes:
         f = self.features
+        th, tw = self.thumb.shape
         body = _BODY.pack(
-            self.width, self.height, *self.trim, self.quality, self.detail, f.width, f.height, len(f.points)
+            self.width, self.height, *self.trim, self.quality, self.detail, f.width, f.height, len(f.points), tw, th
         )
-        return pack_header(self.kind, self.version) + body + b"".join(self.hashes) + f.points.tobytes()
+        thumb = np.ascontiguousarray(self.thumb).tobytes()
+        return pack_header(self.kind, self.version) + body + b"".join(self.hashes) + thumb + f.points.tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ImageFingerprint:
         payload = unpack_header(bytes(data), cls.kind, cls.version)
         fixed = _BODY.size + _HASHES_BYTES
         if len(payload) < fixed:
-            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, too few for v2")
-        width, height, left, top, right, bottom, quality, detail, fw, fh, n = _BODY.unpack_from(payload)
-        if n > MAX_KEYPOINTS or len(payload) != fixed + n * KEYPOINT_DTYPE.itemsize:
-            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, not the v2 size")
+            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, too few for v3")
+        width, height, left, top, right, bottom, quality, detail, fw, fh, n, tw, th = _BODY.unpack_from(payload)
+        thumb_end = fixed + tw * th
+        if (
+            n > MAX_KEYPOINTS
+            or max(tw, th) > THUMB_SIDE_PX
+            or len(payload) != thumb_end + n * KEYPOINT_DTYPE.itemsize
+        ):
+            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, not the v3 size")
         raw = bytes(payload[_BODY.size : _BODY.size + _HASHES_BYTES])
         hashes = tuple(raw[i * HASH_BYTES : (i + 1) * HASH_BYTES] for i in range(len(DIHEDRALS)))
-        points = np.frombuffer(bytes(payload[fixed:]), dtype=KEYPOINT_DTYPE).copy()
+        thumb = np.frombuffer(bytes(payload[fixed:thumb_end]), dtype=np.uint8).reshape(th, tw).copy()
+        points = np.frombuffer(bytes(payload[thumb_end:]), dtype=KEYPOINT_DTYPE).copy()
         features = Features(fw, fh, points)
-        return cls(width, height, (left, top, right, bottom), quality, detail, hashes, features)
+        return cls(width, height, (left, top, right, bottom), quality, detail, hashes, features, thumb)

@@ -16,6 +16,14 @@ deliberate: on the benchmark a stereo pair or a second shot of the same scene re
 inliers, as many as a real crop, while only near-identical pictures get within ~25 bits globally; so local
 evidence ranks above the match threshold but below a near-identical global hash (0.90 is ~24 bits).
 
+**Photometric check** (``photometric.py``), only when the local fit could decide (its confirmed score
+beats the global one): the thumbnails, aligned through the fit, are compared block by block. Fewer than
+``min_block_agreement`` agreeing blocks: the fit shows the same place, not the same picture (stereo pairs,
+video frames, re-shot scenes), and its score is 0. At least ``confirm_block_agreement`` of at least
+``confirm_min_blocks`` blocks: the fit is confirmed, and ``confirmed_inliers_at_threshold`` (6) inliers
+already score 0.80 (the same curve with a lower ``n_t``, so the score stays monotone in inliers). Too few
+informative blocks to judge: the inlier score stands.
+
 **Score** = the larger of the two. Each is monotone in its evidence (fewer bits, more inliers), so the
 maximum is too, and each is calibrated to put its own 1e-4-FPR operating point at 0.80 on the benchmark
 (``bench/image/REPORT.md``), so one threshold serves both.
@@ -24,8 +32,8 @@ maximum is too, and each is calibrated to put its own 1e-4-FPR operating point a
 * ``low``: either side is low-information (blank, near-uniform, two-tone, a plain gradient) or tiny; the
   score cannot be trusted either way. Low-information pairs are also capped at
   ``LOW_INFORMATION_CAP * match_threshold``, so they never match, not even themselves.
-* ``high``: a clear decision, score ``>= high_score`` (0.88: <= 26 bits, or >= 30 verified inliers) or
-  ``<= low_score`` (0.50).
+* ``high``: a clear decision, score ``>= high_score`` (0.88: <= 26 bits, >= 30 verified inliers, or >= 10
+  inliers that the block check confirms) or ``<= low_score`` (0.50).
 * ``medium``: in between. The benchmark report gives the false-positive rate each level stands for.
 """
 
@@ -36,6 +44,7 @@ from typing import Any
 
 from shared.kinds.image.fingerprint import ImageFingerprint
 from shared.kinds.image.hashing import DIHEDRALS, INVERSE, hamming_bits
+from shared.kinds.image.photometric import Agreement, block_agreement
 from shared.kinds.image.verify import LocalEvidence, verify
 from shared.protocol import Confidence, Match
 from shared.settings import ImageSettings
@@ -54,13 +63,19 @@ def score_from_bits(bits: float) -> float:
     return float(1.0 - ratio**_EXPONENT)
 
 
-def score_from_inliers(inliers: int, settings: ImageSettings) -> float:
-    """Calibrated similarity in [0, local_max_score) from a verified inlier count (see the module docstring)."""
+def score_from_inliers(inliers: int, settings: ImageSettings, confirmed: bool = False) -> float:
+    """Calibrated similarity in [0, local_max_score) from a verified inlier count (see the module docstring).
+
+    ``confirmed``: the photometric block check confirmed the fit, so fewer inliers reach the threshold.
+    """
     n0 = settings.local_min_inliers - 1
     if inliers <= n0:
         return 0.0
     top = settings.local_max_score
-    span = max(settings.local_inliers_at_threshold - n0, 1e-6)
+    at_threshold = settings.local_inliers_at_threshold
+    if confirmed:
+        at_threshold = min(at_threshold, settings.confirmed_inliers_at_threshold)
+    span = max(at_threshold - n0, 1e-6)
     return float(min(top, max(0.0, top - (top - THRESHOLD_SCORE) * span / (inliers - n0))))
 
 
@@ -89,6 +104,25 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
     if bits > settings.local_skip_below_bits:
         local = verify(a.features, b.features, settings)
     local_score = score_from_inliers(local.inliers, settings) if local is not None else 0.0
+    agreement: Agreement | None = None
+    if local is not None and score_from_inliers(local.inliers, settings, confirmed=True) > global_score:
+        # Only when the local fit can decide: is it the same picture, or only the same place?
+        agreement = block_agreement(
+            a.thumb,
+            (a.features.width, a.features.height),
+            b.thumb,
+            (b.features.width, b.features.height),
+            local.matrix,
+            local.mirror,
+            settings.block_agreement_ncc,
+        )
+        if agreement.fraction < settings.min_block_agreement:
+            local_score = 0.0
+        elif (
+            agreement.blocks >= settings.confirm_min_blocks
+            and agreement.fraction >= settings.confirm_block_agreement
+        ):
+            local_score = score_from_inliers(local.inliers, settings, confirmed=True)
     score = max(global_score, local_score)
     warnings: list[str] = []
     low_information = False
@@ -111,7 +145,7 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
         "method": "orb_similarity" if local_score > global_score else "dct256_dihedral",
         "hamming_bits": bits,
         "transform": transform,
-        "explanation": _explain(a, b, bits, transform, local, local_score > global_score),
+        "explanation": _explain(a, b, bits, transform, local, local_score > global_score, agreement),
         "source": _side_details(a),
         "target": _side_details(b),
     }
@@ -121,9 +155,16 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
 def _explain(
     a: ImageFingerprint,
     b: ImageFingerprint,
-    bits: int, transform: str, local: LocalEvidence | None, use_local: bool
+    bits: int,
+    transform: str,
+    local: LocalEvidence | None,
+    use_local: bool,
+    agreement: Agreement | None,
 ) -> dict[str, Any]:
     """What a reviewer needs: mirror, rotation, the crop box in source pixels, and the evidence."""
+    checked = (
+        None if agreement is None else {"agreeing_fraction": round(agreement.fraction, 3), "blocks": agreement.blocks}
+    )
     if local is None or not use_local:
         mirrored = transform in ("mirror", "flip", "transpose", "transverse")
         return {
@@ -133,6 +174,8 @@ def _explain(
             "crop_box_source": list(a.trim),
             "hamming_bits": bits,
             "inliers": local.inliers if local is not None else None,
+            # A local fit that the block check refused (same scene, not the same picture) shows up here.
+            "block_agreement": checked,
         }
     left, top, _, _ = a.trim
     fw, fh = max(a.features.width, 1), max(a.features.height, 1)
@@ -151,6 +194,7 @@ def _explain(
         "inliers": local.inliers,
         "inlier_ratio": round(local.inlier_ratio, 3),
         "containment": round(local.containment, 3),
+        "block_agreement": checked,
         "hamming_bits": bits,
     }
 

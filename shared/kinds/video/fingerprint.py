@@ -38,7 +38,7 @@ class VideoFingerprint:
     kind: ClassVar[str] = "video"
     version: ClassVar[int] = 3
 
-    #: (N, 32) uint8; all-zero rows are samples without information.
+    #: (N, 28) uint8; all-zero rows are samples without information.
     hashes: np.ndarray
     duration_s: float
     #: Average frame rate of the stream (informative only).
