@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.errors import InvalidRequest
 from shared.kinds.video.compare import compare as _compare
 from shared.kinds.video.decode import Sampler, TooSparse, header_duration_s, open_video
 from shared.kinds.video.fingerprint import VideoFingerprint
@@ -68,7 +69,7 @@ class VideoKind:
 
     def compare(self, a: Fingerprint, b: Fingerprint, settings: Settings) -> Match:
         if not isinstance(a, VideoFingerprint) or not isinstance(b, VideoFingerprint):
-            raise TypeError("video compare needs two VideoFingerprint values")
+            raise InvalidRequest("the video kind compares video fingerprints only")
         return _compare(a, b, settings)
 
     def fingerprint_from_bytes(self, data: bytes) -> VideoFingerprint:
