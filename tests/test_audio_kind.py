@@ -252,6 +252,37 @@ def test_a_cut_inside_a_held_chord_starts_at_the_cut() -> None:
     assert seg.source_start_s == pytest.approx(16.0, abs=0.5) and seg.target_start_s == pytest.approx(7.0, abs=0.5)
 
 
+def test_an_excerpt_that_begins_in_a_pause_starts_at_the_cut() -> None:
+    """The excerpt opens with 1.5 s of near-silence (no peak, no sustain maximum): the frame rows still
+    place the start at the cut, where the louder filler ends, and the end where the filler resumes."""
+    rng = np.random.default_rng(3)
+    pause = (1e-4 * rng.standard_normal(int(1.5 * SR))).astype(np.float32)
+    x = np.concatenate([melody(5, 10.0), pause, melody(6, 10.0)])
+    excerpt = x[10 * SR : 18 * SR]  # the pause, then 6.5 s of melody
+    target = scene(95, 30.0)
+    target[7 * SR : 7 * SR + excerpt.size] = excerpt
+    m = KIND.compare(fingerprint_samples(_to_8k(x)), fingerprint_samples(_to_8k(target)), SETTINGS)
+    assert matches(m), m.details
+    (seg,) = m.segments
+    assert seg.source_start_s == pytest.approx(10.0, abs=0.5) and seg.target_start_s == pytest.approx(7.0, abs=0.5)
+    assert seg.source_end_s == pytest.approx(18.0, abs=0.5)
+
+
+def test_frame_rows_agree_only_along_the_true_line(source: tuple[np.ndarray, AudioFingerprint]) -> None:
+    """Aligned copies agree on most frame rows; a wrong offset agrees on few (they are evidence of their own)."""
+    from shared.kinds.audio.edges import row_agreement
+    from shared.kinds.audio.hough import Line
+
+    x, fp = source
+    copy = fingerprint_samples(_to_8k(np.concatenate([np.zeros(2 * SR, np.float32), x])))
+    shift = 2.0 / fp.frame_s
+    n = fp.rows.shape[0] * 4 - 8.0
+    agree, total = row_agreement(fp, copy, Line(1.0, shift, 0.0, np.zeros(0, np.int64)), 0.0, n)
+    assert total > 400 and agree > 0.8 * total
+    agree, total = row_agreement(fp, copy, Line(1.0, shift + 60.0, 0.0, np.zeros(0, np.int64)), 0.0, n)
+    assert agree < 0.2 * total
+
+
 @pytest.mark.parametrize(
     ("pitch", "stretch"),
     [(1.1, 1.0), (0.9, 1.0), (1.0, 1.1), (1.0, 0.9), (1.1, 1 / 1.1), (0.9, 1 / 0.9), (1.05, 1.0), (1.0, 1.05)],
@@ -475,13 +506,14 @@ def test_golden_fingerprint(files: Path) -> None:
     path = files / "golden.wav"
     sf.write(path, (0.3 * x / np.abs(x).max()), rate, subtype="PCM_16")
     fp = fp_file(media(path))
-    assert (fp.n_hashes, fp.peak_frames.size, fp.sustain.size) == GOLDEN_COUNTS
+    assert (fp.n_hashes, fp.peak_frames.size, fp.sustain.size, fp.rows.shape) == GOLDEN_COUNTS
     assert hashlib.sha256(fp.to_bytes()).hexdigest() == GOLDEN_SHA256
 
 
-# Two peaks per note (fundamental and octave, 24 bands apart) at frames 0, 29, 61, ...; 92 sustain rows of 2.
-GOLDEN_COUNTS = (14, 14, 184)
-GOLDEN_SHA256 = "3bac65b6120d7bf3d5a7c8b07a66e67876bb1460876c6918b9a4033320ad612a"
+# Two peaks per note (fundamental and octave, 24 bands apart) at frames 0, 29, 61, ...; 92 sustain rows of 2;
+# 92 frame rows of 3 bytes (format version 4).
+GOLDEN_COUNTS = (14, 14, 184, (92, 3))
+GOLDEN_SHA256 = "b6919f61128278bfa4c3ae311db7c0c93a74ffe7d6f8b3b02ff51ae22750449b"
 
 
 @pytest.mark.parametrize("block_samples", [700, 8000, 10**7])
@@ -522,6 +554,7 @@ def test_bytes_round_trip_property(n_peaks: int, n_hashes: int, duration_s: floa
         anchor_bands=rng.integers(0, 2**16, n_hashes, dtype=np.uint16),
         probes=rng.integers(0, 64, n_hashes, dtype=np.uint8),
         sustain=rng.integers(0, 256, 2 * n_peaks, dtype=np.uint8),
+        rows=rng.integers(0, 256, (n_peaks, 3), dtype=np.uint8),
     )
     back = AudioFingerprint.from_bytes(fp.to_bytes())
     assert back == fp and back.duration_s == duration_s

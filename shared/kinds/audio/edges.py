@@ -7,8 +7,11 @@ the run's line to ``(scale * t + offset, f + pitch)`` and is confirmed when a ta
 run grows outwards, onset by onset, while no more than ``MAX_MISSES`` onsets in a row fail, within ``REACH_S``.
 Then the same walk continues on the sustain maxima (``peaks``: two spectral maxima every 64 ms, with no
 onset test), which reach back to a cut made in the middle of a held note, where no onset peak exists; it
-stops after ``SUSTAIN_MAX_MISSES + 1`` missed rows in a row. This is the coarse-to-fine idea of audalign (a
-coarse fingerprint pass, then a finer local check).
+stops after ``SUSTAIN_MAX_MISSES + 1`` missed rows in a row. Last, the frame rows (``peaks``: loudness and
+16 spectral-shape bits every 64 ms, for every frame whatever its content) walk each edge further, through
+pauses and quiet passages that hold no peak, and trim an edge that the peak or sustain walk pushed into the
+filler next to a cut (``_grow_rows``). This is the coarse-to-fine idea of audalign (a coarse fingerprint pass,
+then a finer local check), with Haitsma & Kalker's (ISMIR 2002) energy-difference bits as the fine check.
 
 This module imports only numpy; it knows nothing of PyAV, Flask or Celery.
 """
@@ -19,7 +22,7 @@ import numpy as np
 
 from shared.kinds.audio.fingerprint import AudioFingerprint
 from shared.kinds.audio.hough import Line
-from shared.kinds.audio.peaks import SUSTAIN_EVERY, SUSTAIN_PER_FRAME
+from shared.kinds.audio.peaks import ROW_BAND_WIDTH, ROW_BITS, SUSTAIN_EVERY, SUSTAIN_PER_FRAME
 
 TIME_TOL_FRAMES = 2.5
 BAND_TOL = 1.0
@@ -27,6 +30,26 @@ MAX_MISSES = 2
 REACH_S = 3.0
 SUSTAIN_MAX_MISSES = 1
 SUSTAIN_BAND_TOL = 1.0
+#: Frame rows (``peaks._frame_rows``). Two aligned rows agree when their loudness differs by the run's gain
+#: within ``ROW_LOUD_TOL_DB`` and at most ``ROW_MAX_FLIPS`` of their 16 shape bits differ, or when both are
+#: ``ROW_QUIET_DB`` under the run's level (a pause). Measured on the tuning split: 85-92% of truly aligned rows
+#: agree after codecs, EQ and telephone band, 71% at 10 dB SNR, 3-4% of rows next to the cut (the filler).
+ROW_LOUD_TOL_DB = 4.0
+ROW_QUIET_DB = 25.0
+ROW_MAX_FLIPS = 3
+#: Shape bits move by whole coarse bands (a quarter octave); when the pitch shift is further than
+#: ``ROW_MAX_MISFIT`` coarse bands from a whole number of them, bits flip more: the walk then allows
+#: ``ROW_MAX_FLIPS_PITCH`` flips, the evidence count ``EVIDENCE_FLIPS_PITCH``, and edges are not trimmed.
+ROW_MAX_MISFIT = 0.2
+ROW_MAX_FLIPS_PITCH = 4
+EVIDENCE_FLIPS_PITCH = 6
+#: The row walk stops after ROW_MAX_MISSES + 1 disagreeing rows in a row, within ROW_REACH_S of its start.
+ROW_MAX_MISSES = 2
+ROW_REACH_S = 10.0
+#: The gain (target dB - source dB) is the median over the run's loud rows within ROW_GAIN_S of the edge.
+ROW_GAIN_S = 3.0
+#: Trimming: an edge moves inwards to the first ROW_TRIM_CONFIRM agreeing rows in a row.
+ROW_TRIM_CONFIRM = 4
 
 
 def _confirmed(a: AudioFingerprint, b: AudioFingerprint, line: Line, idx: np.ndarray) -> np.ndarray:
@@ -57,8 +80,9 @@ def _walk(confirmed: np.ndarray) -> int:
 
 
 def extend_run(a: AudioFingerprint, b: AudioFingerprint, line: Line, src_start: float, src_end: float) -> tuple[float, float]:
-    """Grow ``[src_start, src_end]`` (source frames) outwards along ``line`` while peaks keep confirming it."""
+    """Grow ``[src_start, src_end]`` (source frames) outwards along ``line``: peaks, sustain maxima, then rows."""
     reach = REACH_S / a.frame_s
+    run_start, run_end = src_start, src_end
     frames = a.peak_frames.astype(np.float64)
     before = np.nonzero((frames < src_start) & (frames >= src_start - reach))[0][::-1]  # nearest first
     after = np.nonzero((frames > src_end) & (frames <= src_end + reach))[0]
@@ -66,7 +90,120 @@ def extend_run(a: AudioFingerprint, b: AudioFingerprint, line: Line, src_start: 
         src_start = _grow(a, b, line, before, src_start)
     if after.size:
         src_end = _grow(a, b, line, after, src_end)
-    return _grow_sustain(a, b, line, src_start, -1), _grow_sustain(a, b, line, src_end, +1)
+    src_start, src_end = _grow_sustain(a, b, line, src_start, -1), _grow_sustain(a, b, line, src_end, +1)
+    return _grow_rows(a, b, line, src_start, src_end, run_start, run_end)
+
+
+_POPCOUNT = np.array([bin(n).count("1") for n in range(1 << ROW_BITS)], dtype=np.int8)
+
+
+class _Rows:
+    """The frame rows of both fingerprints, prepared for one line: loudness, and shape bits moved by its pitch."""
+
+    def __init__(self, a: AudioFingerprint, b: AudioFingerprint, line: Line) -> None:
+        self.la, self.lb = a.rows[:, 0].astype(np.float64), b.rows[:, 0].astype(np.float64)
+        sa, self.sb = _shape_bits(a.rows), _shape_bits(b.rows)
+        # Target coarse band k + shift holds what source band k held: source bit k compares with target bit k + shift.
+        shift = int(round(line.pitch_bands / ROW_BAND_WIDTH))
+        if shift >= 0:
+            self.sa, self.mask = (sa << shift) & 0xFFFF, (0xFFFF << shift) & 0xFFFF
+        else:
+            self.sa, self.mask = sa >> -shift, 0xFFFF >> -shift
+        self.whole_bands = abs(line.pitch_bands / ROW_BAND_WIDTH - shift) <= ROW_MAX_MISFIT
+        self.bits = ROW_BITS - abs(shift)
+        self.scale, self.offset = line.scale, line.offset_frames / SUSTAIN_EVERY  # rows to rows
+
+    def max_flips(self, pitch_flips: int) -> float:
+        return (ROW_MAX_FLIPS if self.whole_bands else pitch_flips) * self.bits / ROW_BITS
+
+    def agree(self, r: np.ndarray, m: np.ndarray, gain: float, level: float, flips: float, quiet_counts: bool) -> np.ndarray:
+        """Whether source rows ``r`` agree with target rows ``m`` (see the constants); ``m`` must be valid."""
+        src_quiet = self.la[r] < level - ROW_QUIET_DB
+        tgt_quiet = self.lb[m] - gain < level - ROW_QUIET_DB
+        close = np.abs(self.lb[m] - gain - self.la[r]) <= ROW_LOUD_TOL_DB
+        same = _POPCOUNT[(self.sa[r] ^ self.sb[m]) & self.mask] <= flips
+        ok = ~src_quiet & ~tgt_quiet & close & same
+        return ok | (src_quiet & tgt_quiet) if quiet_counts else ok
+
+
+def _shape_bits(rows: np.ndarray) -> np.ndarray:
+    return rows[:, 1].astype(np.int64) | (rows[:, 2].astype(np.int64) << 8)
+
+
+def _grow_rows(
+    a: AudioFingerprint, b: AudioFingerprint, line: Line, src_start: float, src_end: float, run_start: float, run_end: float
+) -> tuple[float, float]:
+    """Walk the 64 ms frame rows outwards from both edges while the aligned rows keep agreeing, then trim.
+
+    A source row ``r`` maps through the line to target row ``scale * r + offset``; both neighbouring target
+    rows are tried. Quiet rows agreeing with quiet rows let the walk cross a pause (an excerpt that begins in
+    one has no onset to anchor it). The peak and sustain walks before it can run into the filler next to a cut
+    when the filler happens to agree; the rows there do not, so each edge then moves inwards (no further than
+    the triplet run ``[run_start, run_end]``) to the first ``ROW_TRIM_CONFIRM`` agreeing rows in a row. Edges
+    are not trimmed when the pitch shift is not a whole number of coarse bands (the bits are less reliable).
+    """
+    if a.rows.shape[0] == 0 or b.rows.shape[0] == 0:
+        return src_start, src_end
+    rows = _Rows(a, b, line)
+    n_a, n_b = a.rows.shape[0], b.rows.shape[0]
+    first = max(int(np.ceil(src_start / SUSTAIN_EVERY)), 0)
+    last = min(int(np.floor(src_end / SUSTAIN_EVERY)), n_a - 1)
+    if last - first < 4:
+        return src_start, src_end
+    inside = np.arange(first, last + 1)
+    m = np.clip(np.round(rows.scale * inside + rows.offset).astype(np.int64), 0, n_b - 1)
+    level = float(np.median(rows.la[inside]))
+    loud = rows.la[inside] > level - ROW_QUIET_DB
+    diff = rows.lb[m] - rows.la[inside]
+    flips = rows.max_flips(ROW_MAX_FLIPS_PITCH)
+    row_s = a.frame_s * SUSTAIN_EVERY
+    n_gain = int(ROW_GAIN_S / row_s)
+
+    def gain(sel: slice) -> float:
+        if loud[sel].sum() >= 4:
+            return float(np.median(diff[sel][loud[sel]]))
+        return float(np.median(diff[loud])) if loud.any() else 0.0
+
+    def agree(r: int, g: float) -> bool | None:
+        """None when the row maps outside the target."""
+        pos = rows.scale * r + rows.offset
+        for mm in {int(np.floor(pos)), int(np.ceil(pos))}:
+            if not 0 <= mm < n_b:
+                return None
+            if rows.agree(np.array([r]), np.array([mm]), g, level, flips, quiet_counts=True)[0]:
+                return True
+        return False
+
+    def walk(edge_row: int, step: int, g: float) -> int:
+        best, misses = edge_row, 0
+        for k in range(1, int(ROW_REACH_S / row_s) + 1):
+            r = edge_row + step * k
+            if not 0 <= r < n_a:
+                break
+            ok = agree(r, g)
+            if ok is None:
+                break
+            if ok:
+                best, misses = r, 0
+            else:
+                misses += 1
+                if misses > ROW_MAX_MISSES:
+                    break
+        return best
+
+    g_start, g_end = gain(slice(0, n_gain)), gain(slice(-n_gain, None))
+    start_row, end_row = walk(first, -1, g_start), walk(last, +1, g_end)
+    if not rows.whole_bands:
+        return min(src_start, float(start_row * SUSTAIN_EVERY)), max(src_end, float(end_row * SUSTAIN_EVERY))
+    inner = min(int(np.floor(run_start / SUSTAIN_EVERY)), last)
+    start_row = next(
+        (r for r in range(start_row, inner) if all(agree(r + k, g_start) for k in range(ROW_TRIM_CONFIRM))), inner
+    )
+    inner = max(int(np.ceil(run_end / SUSTAIN_EVERY)), first)
+    end_row = next(
+        (r for r in range(end_row, inner, -1) if all(agree(r - k, g_end) for k in range(ROW_TRIM_CONFIRM))), inner
+    )
+    return float(start_row * SUSTAIN_EVERY), float(end_row * SUSTAIN_EVERY)
 
 
 def _grow_sustain(a: AudioFingerprint, b: AudioFingerprint, line: Line, edge: float, step: int) -> float:
@@ -109,3 +246,32 @@ def _grow(a: AudioFingerprint, b: AudioFingerprint, line: Line, idx: np.ndarray,
     groups = np.split(np.arange(idx.size), steps)
     k = _walk(np.array([bool(ok[g].any()) for g in groups]))
     return float(frames[groups[k][0]]) if k >= 0 else edge
+
+
+def row_agreement(a: AudioFingerprint, b: AudioFingerprint, line: Line, src_start: float, src_end: float) -> tuple[int, int]:
+    """(agreeing rows, rows) of the source frame rows in ``[src_start, src_end]`` (frames) along ``line``.
+
+    The test of the edge walk, vectorised, with the gain and level of the whole span, and only loud rows
+    counted (two pauses agreeing are no evidence). Aligned copies agree on 70-90% of their rows, unrelated
+    audio on 3-10%, so the count is evidence of its own, whether or not the triplets survived (``match`` adds
+    the share above chance to a run's evidence).
+    """
+    n_a, n_b = a.rows.shape[0], b.rows.shape[0]
+    first = max(int(np.ceil(src_start / SUSTAIN_EVERY)), 0)
+    last = min(int(np.floor(src_end / SUSTAIN_EVERY)), n_a - 1)
+    if n_a == 0 or n_b == 0 or last - first < 4:
+        return 0, 0
+    rows = _Rows(a, b, line)
+    r = np.arange(first, last + 1)
+    pos = rows.scale * r + rows.offset
+    level = float(np.median(rows.la[r]))
+    m = np.clip(np.round(pos).astype(np.int64), 0, n_b - 1)
+    loud = rows.la[r] > level - ROW_QUIET_DB
+    g = float(np.median((rows.lb[m] - rows.la[r])[loud])) if loud.any() else 0.0
+    flips = rows.max_flips(EVIDENCE_FLIPS_PITCH)
+    ok = np.zeros(r.size, dtype=bool)
+    for near in (np.floor(pos), np.ceil(pos)):
+        mm = near.astype(np.int64)
+        valid = (mm >= 0) & (mm < n_b)
+        ok |= valid & rows.agree(r, np.clip(mm, 0, n_b - 1), g, level, flips, quiet_counts=False)
+    return int(ok.sum()), int(r.size)

@@ -1,15 +1,17 @@
 """The audio fingerprint value: pitch- and tempo-invariant triplet hashes, plus the peaks they came from.
 
-Binary form (little-endian), after ``shared.protocol.pack_header("audio", 3)``::
+Binary form (little-endian), after ``shared.protocol.pack_header("audio", 4)``::
 
     duration_s f64 | sample_rate_hz u32 | hop u16 | n_fft u16 | n_peaks u32 | n_hashes u32 | n_sustain u32
+    | n_rows u32
     peak_frame u32[n_peaks] | peak_band u16[n_peaks]            (band position in 1/16 band)
     hash u16[n] | hash_frame u32[n] | span u8[n] | anchor_band u16[n] | probe u8[n]
     sustain u8[n_sustain]                                        (SUSTAIN_PER_FRAME bands + 1 per 4th frame)
+    rows u8[n_rows, 3]                                           (loudness, 16 shape bits per 4th frame)
 
-At most ``EDGE_PEAKS_PER_S`` (16) peaks, ``PEAKS_PER_S * MAX_PER_ANCHOR`` (70) hashes and 31.25 sustain
-bytes per second: 10 bytes per hash and 6 per peak give at most 49.6 kB per minute (a hard bound, whatever
-the content; music and speech use 20-35 kB). Hashes and frames are plain arrays, so a catalog can load them
+At most ``EDGE_PEAKS_PER_S`` (16) peaks, ``MAX_HASHES_PER_S`` (65) hashes, 31.25 sustain bytes and 46.9 row
+bytes per second: 10 bytes per hash and 6 per peak give at most 49.5 kB per minute (a hard bound, whatever
+the content; music and speech use 20-40 kB). Hashes and frames are plain arrays, so a catalog can load them
 straight into an inverted index (hash -> (item, frame)) and query it with ``probe_variants``. Frames are u32,
 so they do not wrap on long files (audfprint #72).
 This module imports nothing from PyAV, Flask or Celery.
@@ -25,11 +27,21 @@ import numpy as np
 
 from shared.errors import DecodeFailed
 from shared.kinds.audio.decode import SAMPLE_RATE_HZ
-from shared.kinds.audio.peaks import EDGE_PEAKS_PER_S, HOP, N_FFT, PEAKS_PER_S, PeakStream, limit_density
+from shared.kinds.audio.peaks import (
+    EDGE_PEAKS_PER_S,
+    FRAME_S,
+    HOP,
+    N_FFT,
+    PEAKS_PER_S,
+    PeakStream,
+    limit_density,
+)
 from shared.kinds.audio.triplets import hash_triplets
 from shared.protocol import pack_header, unpack_header
 
-_META = struct.Struct("<dIHHIII")
+_META = struct.Struct("<dIHHIIII")
+#: Hashes kept per one-second window of anchor frames (the ones with the shortest spans first).
+MAX_HASHES_PER_S = 65
 #: (attribute, little-endian dtype) of the per-peak arrays, then of the per-hash arrays, in byte order.
 _PEAK_ARRAYS = (("peak_frames", "<u4"), ("peak_bands", "<u2"))
 _HASH_ARRAYS = (("hashes", "<u2"), ("hash_frames", "<u4"), ("spans", "u1"), ("anchor_bands", "<u2"), ("probes", "u1"))
@@ -38,7 +50,7 @@ _HASH_ARRAYS = (("hashes", "<u2"), ("hash_frames", "<u4"), ("spans", "u1"), ("an
 @dataclass(frozen=True, eq=False)
 class AudioFingerprint:
     kind: ClassVar[str] = "audio"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
 
     duration_s: float
     #: Peaks in time order (the ``EDGE_PEAKS_PER_S`` set): frame index and log-band position (in 1/16 band).
@@ -53,6 +65,8 @@ class AudioFingerprint:
     probes: np.ndarray = field(repr=False)
     #: Sustain maxima (see ``peaks``), row-major (frame // SUSTAIN_EVERY, SUSTAIN_PER_FRAME), band + 1.
     sustain: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.uint8))
+    #: Frame rows (see ``peaks._frame_rows``), (frame // SUSTAIN_EVERY, 3): loudness byte, shape bits low, high.
+    rows: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 3), np.uint8))
     sample_rate_hz: int = SAMPLE_RATE_HZ
     hop: int = HOP
     n_fft: int = N_FFT
@@ -82,9 +96,11 @@ class AudioFingerprint:
             self.peak_frames.size,
             self.hashes.size,
             self.sustain.size,
+            self.rows.size // 3,
         )
         arrays = [getattr(self, name).astype(dtype).tobytes() for name, dtype in _PEAK_ARRAYS + _HASH_ARRAYS]
         arrays.append(self.sustain.astype(np.uint8).reshape(-1).tobytes())
+        arrays.append(self.rows.astype(np.uint8).reshape(-1).tobytes())
         return b"".join([pack_header(self.kind, self.version), meta, *arrays])
 
     @classmethod
@@ -92,8 +108,8 @@ class AudioFingerprint:
         payload = unpack_header(data, cls.kind, cls.version)
         if len(payload) < _META.size:
             raise DecodeFailed("audio fingerprint bytes are truncated")
-        duration_s, rate, hop, n_fft, n_peaks, n_hashes, n_sustain = _META.unpack_from(payload)
-        if len(payload) != _META.size + 6 * n_peaks + 10 * n_hashes + n_sustain:
+        duration_s, rate, hop, n_fft, n_peaks, n_hashes, n_sustain, n_rows = _META.unpack_from(payload)
+        if len(payload) != _META.size + 6 * n_peaks + 10 * n_hashes + n_sustain + 3 * n_rows:
             raise DecodeFailed("audio fingerprint bytes have the wrong length")
         offset = _META.size
         values = {}
@@ -103,6 +119,8 @@ class AudioFingerprint:
                 offset += arr.nbytes
                 values[name] = arr.astype(dtype.lstrip("<"))  # native order, a writable copy detached from data
         values["sustain"] = np.frombuffer(payload, dtype=np.uint8, count=n_sustain, offset=offset).copy()
+        offset += n_sustain
+        values["rows"] = np.frombuffer(payload, dtype=np.uint8, count=3 * n_rows, offset=offset).reshape(-1, 3).copy()
         return cls(duration_s=duration_s, sample_rate_hz=rate, hop=hop, n_fft=n_fft, **values)
 
 
@@ -113,17 +131,30 @@ def fingerprint_stream(peaks: PeakStream) -> AudioFingerprint:
     t, f, prominence = t[keep], f[keep], prominence[keep]
     hashed = limit_density(t, f, prominence, PEAKS_PER_S)
     tr = hash_triplets(t[hashed], f[hashed])
+    cap = _cap_hashes(tr.frames, tr.spans)
     return AudioFingerprint(
         duration_s=peaks.n_samples / SAMPLE_RATE_HZ,
         peak_frames=t.astype(np.uint32),
         peak_bands=np.round(f * 16).astype(np.uint16),
-        hashes=tr.hashes,
-        hash_frames=tr.frames,
-        spans=tr.spans,
-        anchor_bands=tr.anchor_bands,
-        probes=tr.probes,
+        hashes=tr.hashes[cap],
+        hash_frames=tr.frames[cap],
+        spans=tr.spans[cap],
+        anchor_bands=tr.anchor_bands[cap],
+        probes=tr.probes[cap],
         sustain=peaks.sustain().reshape(-1),
+        rows=peaks.rows(),
     )
+
+
+def _cap_hashes(frames: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Indices (in order) of the hashes kept: at most ``MAX_HASHES_PER_S`` per second, shortest spans first."""
+    if frames.size == 0:
+        return np.zeros(0, np.int64)
+    window = frames.astype(np.int64) // round(1.0 / FRAME_S)
+    order = np.lexsort((spans, window))
+    w_sorted = window[order]
+    rank = np.arange(w_sorted.size) - np.searchsorted(w_sorted, w_sorted, side="left")
+    return np.sort(order[rank < MAX_HASHES_PER_S])
 
 
 def fingerprint_samples(samples: np.ndarray, block_samples: int = 4 * SAMPLE_RATE_HZ) -> AudioFingerprint:

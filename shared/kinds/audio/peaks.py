@@ -19,6 +19,10 @@ Steps, all vectorised with numpy/scipy:
 6. Sustain maxima: every 64 ms, the two most prominent spectral maxima of the frame, without the onset
    test. They are too unselective to hash, but they let ``edges`` see a held chord or vowel that started
    before an excerpt's cut, so a segment can start at the cut rather than at the next onset.
+7. Frame rows, on the same 64 ms grid: the frame's loudness (one byte) and 16 bits of its spectral shape
+   (whether each quarter-octave band is louder than the one below). ``edges`` compares them along a fitted
+   line to place segment edges to within a row, also inside pauses and quiet passages where there is
+   no peak at all, and ``match`` counts agreeing rows as evidence.
 
 ``PeakStream`` is fed blocks of samples and keeps only a few frames of context, so memory stays flat on
 hours-long inputs. This module imports nothing from PyAV, Flask or Celery.
@@ -55,6 +59,13 @@ EDGE_PEAKS_PER_S = 16
 #: spectral maxima of the frame, without the onset test, so a held chord is still seen after its onset.
 SUSTAIN_EVERY = 4
 SUSTAIN_PER_FRAME = 2
+#: Frame rows (for edges), one per sustain row (64 ms): the frame's loudness in dB (u8, 1 dB steps, offset
+#: ``ROW_DB_OFFSET``) and 16 bits of spectral shape: bit k says whether coarse band k + 1 (``ROW_BAND_WIDTH``
+#: log bands, a quarter octave) is louder than coarse band k (Haitsma & Kalker 2002 use such energy-difference
+#: signs; here across bands only, so a held note gives stable bits).
+ROW_BAND_WIDTH = 6
+ROW_BITS = 16
+ROW_DB_OFFSET = 120.0
 #: Frames of context each side that the peak picker needs.
 _HALO = PEAK_HALF_T + 1
 _WINDOW = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
@@ -111,6 +122,17 @@ def _sustain_maxima(db: np.ndarray) -> np.ndarray:
     return np.where(valid, top + 1, 0).astype(np.uint8)
 
 
+def _frame_rows(db: np.ndarray) -> np.ndarray:
+    """(frames, 3) uint8: loudness (dB + ``ROW_DB_OFFSET``), then the 16 shape bits, low byte first."""
+    power = 10.0 ** (db.astype(np.float64) / 10.0)
+    loud = np.clip(np.round(10.0 * np.log10(power.sum(axis=1) + 1e-10) + ROW_DB_OFFSET), 0, 255)
+    n = (ROW_BITS + 1) * ROW_BAND_WIDTH
+    coarse = power[:, :n].reshape(power.shape[0], ROW_BITS + 1, ROW_BAND_WIDTH).sum(axis=2)
+    bits = (coarse[:, 1:] > coarse[:, :-1]).astype(np.uint32)
+    shape = (bits << np.arange(ROW_BITS, dtype=np.uint32)).sum(axis=1)
+    return np.stack([loud, shape & 0xFF, shape >> 8], axis=1).astype(np.uint8)
+
+
 class PeakStream:
     """Feed 8 kHz samples in blocks; collects peaks with global frame indices. Call ``finish`` once."""
 
@@ -121,6 +143,7 @@ class PeakStream:
         self._done_to = 0  # global frame index up to which peaks are final
         self._peaks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._sustain: list[np.ndarray] = []
+        self._rows: list[np.ndarray] = []
         self.n_samples = 0
 
     def feed(self, block: np.ndarray) -> None:
@@ -149,6 +172,12 @@ class PeakStream:
             return np.zeros((0, SUSTAIN_PER_FRAME), np.uint8)
         return np.concatenate(self._sustain)
 
+    def rows(self) -> np.ndarray:
+        """After ``finish``: (ceil(frames / SUSTAIN_EVERY), 3) uint8 frame rows (see ``_frame_rows``)."""
+        if not self._rows:
+            return np.zeros((0, 3), np.uint8)
+        return np.concatenate(self._rows)
+
     def _process(self, final: bool) -> None:
         # Peaks are final for frames whose whole neighbourhood is in the buffer: all of them at the end,
         # else all but the last _HALO. The buffer then keeps _HALO frames of context before _done_to.
@@ -163,6 +192,7 @@ class PeakStream:
         first = -(-self._done_to // SUSTAIN_EVERY) * SUSTAIN_EVERY  # next sampled frame at or after _done_to
         rows = np.arange(first, upto, SUSTAIN_EVERY) - self._db_start
         self._sustain.append(_sustain_maxima(self._db[rows]))
+        self._rows.append(_frame_rows(self._db[rows]))
         self._done_to = upto
         drop = max(0, self._done_to - _HALO - self._db_start)
         self._db = self._db[drop:]
