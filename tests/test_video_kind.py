@@ -272,6 +272,13 @@ def test_a_short_off_centre_crop_is_rescued_on_the_low_frequencies(clip) -> None
     assert KIND.compare(clip("source")[1], clip("crop_short")[1], no_rescue).similarity_score < THRESHOLD
 
 
+def test_the_crop_rescue_vote_minimum_is_a_setting(clip) -> None:
+    """``rescue_min_votes`` gates rescued runs: the same clip is refused when it asks for far more votes."""
+    strict = dataclasses.replace(SETTINGS, video=dataclasses.replace(SETTINGS.video, rescue_min_votes=50.0))
+    m = KIND.compare(clip("source")[1], clip("crop_short")[1], strict)
+    assert m.similarity_score < THRESHOLD and not m.segments
+
+
 @pytest.mark.parametrize("other", ["unrelated", "unrelated_short"])
 def test_the_crop_rescue_does_not_match_unrelated_footage(clip, other: str) -> None:
     for a, b in ((other, "crop_short"), ("crop_short", other)):

@@ -32,6 +32,7 @@ Videos with almost no information (black, blank, a single still) are refused up 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -124,11 +125,21 @@ def _reading(runs: list[Run], matches: FrameMatches, a: VideoFingerprint, b: Vid
 
 
 def _lively_runs(
-    matches: FrameMatches, max_gap_s: float, a: VideoFingerprint, b: VideoFingerprint, settings: Settings
+    matches: FrameMatches,
+    max_gap_s: float,
+    a: VideoFingerprint,
+    b: VideoFingerprint,
+    settings: Settings,
+    *,
+    min_votes: float | None = None,
 ) -> list[Run]:
-    """Aligned runs of one orientation that show enough different pictures, clamped to the videos' ends."""
+    """Aligned runs of one orientation that show enough different pictures, clamped to the videos' ends.
+
+    ``min_votes`` overrides the aligner's own vote minimum (the crop rescue passes its setting).
+    """
     vs = settings.video
-    runs = align_runs(
+    align = align_runs if min_votes is None else functools.partial(align_runs, min_votes=min_votes)
+    runs = align(
         matches,
         a.timestamps_s,
         b.timestamps_s,
@@ -147,7 +158,7 @@ def _crop_rescue(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -
     cropped clip land 80-115 bits from their source (chance is 112), while these 64 bits stay 11-18 apart
     (chance is 32). Those bits alone discriminate less, so the rescue asks more of the alignment: tight
     pairs (``rescue_max_distance_bits``), a narrow distinctiveness margin, short gaps, at least
-    ``rescue_min_aligned`` aligned samples, the aligner's vote minimum and the usual distinct-pictures rule;
+    ``rescue_min_aligned`` aligned samples, ``rescue_min_votes`` votes and the usual distinct-pictures rule;
     and it tries the target as given only, not mirrored (a crop *and* a flip is two edits, and every run the
     tuning negatives built on these bits was a mirrored one). On the benchmark's tuning split no negative
     then builds any run, and with the mirror the strongest had 0.84 votes of the 1.5 needed
@@ -169,7 +180,7 @@ def _crop_rescue(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -
     )
     runs = [
         r
-        for r in _lively_runs(matches, vs.rescue_max_gap_s, a, b, settings)
+        for r in _lively_runs(matches, vs.rescue_max_gap_s, a, b, settings, min_votes=vs.rescue_min_votes)
         if r.aligned >= vs.rescue_min_aligned
     ]
     if not runs:
