@@ -21,7 +21,10 @@ Design, and why (issue 3; measured in ``bench/image/REPORT.md``):
   shots of one scene verify with 13-43 inliers, as many as a crop, but parallax and motion break many
   blocks, while logos, watermarks and canvas chrome break only the few they cover. A fit the blocks refute
   is dropped; a fit they clearly confirm needs fewer inliers (copies shown small keep few keypoints).
-* **Score**: the larger of the two stage scores, each calibrated on the tuning split so that 0.80 sits at
+  Two rescues lean on it: a repeated-pattern pass (both nearest candidates, for chessboards and textures)
+  whose fits count only when the blocks confirm them, and a whole-frame comparison of the thumbnails when
+  the frame is kept (text watermarks on smooth pictures, where neither the hash nor the keypoints hold).
+* **Score**: the larger of the stage scores, each calibrated on the tuning split so that 0.80 sits at
   its 1e-4 false-positive operating point; the local stage is skipped when the hashes are already close.
 
 The fingerprint is about 13 KB (304 bytes of header and hashes, a thumbnail of at most 64x64 bytes, 38

@@ -129,3 +129,28 @@ def block_agreement(
     cov = (m * da * db).sum(axis=1) / weight
     ncc = cov[informative] / np.sqrt(np.maximum(var_a[informative] * var_b[informative], 1e-6))
     return Agreement(float(np.mean(ncc >= agree_ncc)), n)
+
+
+def frame_agreement(
+    thumb_a: np.ndarray,
+    size_a: tuple[int, int],
+    thumb_b: np.ndarray,
+    size_b: tuple[int, int],
+    agree_ncc: float,
+    max_aspect_change: float,
+) -> Agreement | None:
+    """Block agreement of the two whole frames, as is and mirrored, without any keypoint fit.
+
+    For edits that keep the frame (a text watermark, a colour edit) on smooth pictures, where the text moves
+    the global hash by 60-86 bits and takes the keypoints, so no fit exists: the thumbnails themselves still
+    line up nearly everywhere. ``None`` when the trimmed aspect ratios differ by more than
+    ``max_aspect_change`` (relative), i.e. the frame was not kept. The better hand wins.
+    """
+    (wa, ha), (wb, hb) = size_a, size_b
+    if min(wa, ha, wb, hb) <= 0 or abs(math.log((wa / ha) / (wb / hb))) > max_aspect_change:
+        return None
+    # Per-axis scales absorb the rounding of the two working sizes.
+    matrix = np.array([[wb / wa, 0.0, 0.0], [0.0, hb / ha, 0.0]])
+    plain = block_agreement(thumb_a, size_a, thumb_b, size_b, matrix, False, agree_ncc)
+    mirror = block_agreement(thumb_a, size_a, thumb_b, size_b, matrix, True, agree_ncc)
+    return max(plain, mirror, key=lambda g: (g.fraction, g.blocks))

@@ -24,7 +24,14 @@ video frames, re-shot scenes), and its score is 0. At least ``confirm_block_agre
 already score 0.80 (the same curve with a lower ``n_t``, so the score stays monotone in inliers). Too few
 informative blocks to judge: the inlier score stands.
 
-**Score** = the larger of the two. Each is monotone in its evidence (fewer bits, more inliers), so the
+A fit from the repeated-pattern pass (``LocalEvidence.ambiguous``) counts only when confirmed.
+
+**Whole-frame check** (``photometric.frame_agreement``), only when neither stage reaches 0.80 and the two
+trimmed frames have the same aspect ratio: the thumbnails are compared block by block as they are (or
+mirrored). For text watermarks on smooth pictures, where the text moves the hash and takes the keypoints.
+``frame_block_agreement`` (0.80) of the blocks scores 0.80, full agreement ``local_max_score``.
+
+**Score** = the larger of the three. Each is monotone in its evidence (fewer bits, more inliers), so the
 maximum is too, and each is calibrated to put its own 1e-4-FPR operating point at 0.80 on the benchmark
 (``bench/image/REPORT.md``), so one threshold serves both.
 
@@ -44,7 +51,7 @@ from typing import Any
 
 from shared.kinds.image.fingerprint import ImageFingerprint
 from shared.kinds.image.hashing import DIHEDRALS, INVERSE, hamming_bits
-from shared.kinds.image.photometric import Agreement, block_agreement
+from shared.kinds.image.photometric import Agreement, block_agreement, frame_agreement
 from shared.kinds.image.verify import LocalEvidence, verify
 from shared.protocol import Confidence, Match
 from shared.settings import ImageSettings
@@ -77,6 +84,18 @@ def score_from_inliers(inliers: int, settings: ImageSettings, confirmed: bool = 
         at_threshold = min(at_threshold, settings.confirmed_inliers_at_threshold)
     span = max(at_threshold - n0, 1e-6)
     return float(min(top, max(0.0, top - (top - THRESHOLD_SCORE) * span / (inliers - n0))))
+
+
+def score_from_frame(frame: Agreement | None, settings: ImageSettings) -> float:
+    """Similarity from the whole-frame block agreement: 0 below ``frame_block_agreement``, 0.80 at it,
+    rising linearly to ``local_max_score`` when every informative block agrees."""
+    if frame is None or frame.blocks < settings.frame_min_blocks:
+        return 0.0
+    floor = settings.frame_block_agreement
+    if frame.fraction < floor:
+        return 0.0
+    top = settings.local_max_score
+    return float(THRESHOLD_SCORE + (top - THRESHOLD_SCORE) * (frame.fraction - floor) / max(1.0 - floor, 1e-6))
 
 
 def best_alignment(a: ImageFingerprint, b: ImageFingerprint) -> tuple[int, str]:
@@ -116,14 +135,29 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
             local.mirror,
             settings.block_agreement_ncc,
         )
-        if agreement.fraction < settings.min_block_agreement:
-            local_score = 0.0
-        elif (
+        confirmed = (
             agreement.blocks >= settings.confirm_min_blocks
             and agreement.fraction >= settings.confirm_block_agreement
-        ):
+        )
+        if agreement.fraction < settings.min_block_agreement or (local.ambiguous and not confirmed):
+            local_score = 0.0
+        elif confirmed:
             local_score = score_from_inliers(local.inliers, settings, confirmed=True)
-    score = max(global_score, local_score)
+    elif local is not None and local.ambiguous:
+        local_score = 0.0  # an ambiguous fit never counts unchecked
+    frame_score = 0.0
+    frame: Agreement | None = None
+    if bits > settings.local_skip_below_bits and max(global_score, local_score) < THRESHOLD_SCORE:
+        frame = frame_agreement(
+            a.thumb,
+            (a.features.width, a.features.height),
+            b.thumb,
+            (b.features.width, b.features.height),
+            settings.block_agreement_ncc,
+            settings.frame_max_aspect_change,
+        )
+        frame_score = score_from_frame(frame, settings)
+    score = max(global_score, local_score, frame_score)
     warnings: list[str] = []
     low_information = False
     for side, fp in (("source", a), ("target", b)):
@@ -142,7 +176,14 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
     else:
         confidence = "medium"
     details: dict[str, Any] = {
-        "method": "orb_similarity" if local_score > global_score else "dct256_dihedral",
+        "method": (
+            "thumbnail_frame"
+            if frame_score > max(global_score, local_score)
+            else "orb_similarity" if local_score > global_score else "dct256_dihedral"
+        ),
+        "frame_block_agreement": (
+            None if frame is None else {"agreeing_fraction": round(frame.fraction, 3), "blocks": frame.blocks}
+        ),
         "hamming_bits": bits,
         "transform": transform,
         "explanation": _explain(a, b, bits, transform, local, local_score > global_score, agreement),
@@ -174,6 +215,8 @@ def _explain(
             "crop_box_source": list(a.trim),
             "hamming_bits": bits,
             "inliers": local.inliers if local is not None else None,
+            # A fit from the repeated-pattern pass (both nearest candidates kept); it needs the block check.
+            "ambiguous": local.ambiguous if local is not None else None,
             # A local fit that the block check refused (same scene, not the same picture) shows up here.
             "block_agreement": checked,
         }
@@ -192,6 +235,7 @@ def _explain(
         "scale": round(local.scale * target_px_per_working / max(sx, 1e-9), 4),
         "crop_box_source": crop,
         "inliers": local.inliers,
+        "ambiguous": local.ambiguous,
         "inlier_ratio": round(local.inlier_ratio, 3),
         "containment": round(local.containment, 3),
         "block_agreement": checked,

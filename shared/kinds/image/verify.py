@@ -24,6 +24,10 @@ Steps (Lowe's ratio test, IJCV 2004; RANSAC, Fischler & Bolles 1981; ``cv2.estim
    * **inlier ratio**: inliers over the keypoints that fall inside the overlap (the fewer side) reach
      ``min_inlier_ratio``; a true copy re-detects a good part of them, a chance fit does not.
 4. The evidence is the inlier count of the best hand; ``scoring.py`` turns it into a score.
+5. Repeated patterns (chessboards, bricks) defeat the ratio test: the true partner is often the second
+   nearest. When neither hand passes, a second pass keeps both candidates and fits with a scale-bounded
+   RANSAC of its own (``_scale_bounded_ransac``); its fit is marked ``ambiguous`` and ``scoring.py`` counts it
+   only when the photometric block check confirms it (bench/image/REPORT.md, v4).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from shared.settings import ImageSettings
 
 _RANSAC_ITERS = 2000
 _RANSAC_CONFIDENCE = 0.995
+#: Random 2-match hypotheses of the ambiguous pass (``_scale_bounded_ransac``).
+_AMBIGUOUS_HYPOTHESES = 400
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,9 @@ class LocalEvidence:
     overlap_source: tuple[float, float, float, float]
     inlier_ratio: float
     containment: float
+    #: Found by the second pass that keeps ratio-test failures (repeated patterns); such a fit counts
+    #: only when the photometric block check confirms it (``scoring.py``).
+    ambiguous: bool = False
 
     @property
     def scale(self) -> float:
@@ -64,11 +73,29 @@ class LocalEvidence:
         return float(math.degrees(math.atan2(self.matrix[1, 0], self.matrix[0, 0])))
 
 
-def _matches(a: np.ndarray, b: np.ndarray, settings: ImageSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (source, target) passing the distance cap and ratio test, one per target keypoint."""
+def _matches(
+    a: np.ndarray, b: np.ndarray, settings: ImageSettings, ambiguous: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (source, target) passing the distance cap and ratio test, one per target keypoint.
+
+    ``ambiguous``: a source keypoint failing the ratio test contributes both its nearest and its second
+    nearest target (each within the distance cap): on a chessboard or a brick wall the true partner is
+    often the second one, and RANSAC, not the ratio test, then picks the consistent one.
+    """
     if len(a) < 2 or len(b) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a, b, k=2)
+    if ambiguous:
+        pairs = {
+            (c.queryIdx, c.trainIdx)
+            for pair in knn
+            for c in pair
+            if c.distance <= settings.max_descriptor_bits
+        }
+        if not pairs:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        both = np.array(sorted(pairs), np.int64)
+        return both[:, 0], both[:, 1]
     best: dict[int, tuple[float, int]] = {}
     for pair in knn:
         if len(pair) < 2:
@@ -96,23 +123,76 @@ def _hull_area(xy: np.ndarray) -> float:
     return float(cv2.contourArea(cv2.convexHull(xy.astype(np.float32))))
 
 
+def _scale_bounded_ransac(
+    p_src: np.ndarray, p_dst: np.ndarray, src_idx: np.ndarray, dst_idx: np.ndarray, settings: ImageSettings
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """RANSAC similarity for ambiguous matches, where OpenCV's collapses onto one repeated target point.
+
+    With both candidates kept, many source points share a target point, and a near-zero scale that maps
+    them all onto it "explains" them; so hypotheses (from 2 random matches) outside the allowed scale
+    range are dropped; the best hypothesis is refitted and its inliers made one-to-one.
+    """
+    n = len(p_src)
+    rng = np.random.default_rng(0)  # deterministic: the same pair always gets the same score
+    i, j = rng.integers(0, n, _AMBIGUOUS_HYPOTHESES), rng.integers(0, n, _AMBIGUOUS_HYPOTHESES)
+    keep = (i != j) & (src_idx[i] != src_idx[j]) & (dst_idx[i] != dst_idx[j])
+    i, j = i[keep], j[keep]
+    # Similarity as complex numbers: dst = z * src + t.
+    cs = p_src[:, 0].astype(np.float64) + 1j * p_src[:, 1]
+    cd = p_dst[:, 0].astype(np.float64) + 1j * p_dst[:, 1]
+    ds = cs[j] - cs[i]
+    ok = np.abs(ds) > 4.0
+    i, j, ds = i[ok], j[ok], ds[ok]
+    z = (cd[j] - cd[i]) / ds
+    scale = np.abs(z)
+    ok = (scale >= 1.0 / settings.max_scale_ratio) & (scale <= settings.max_scale_ratio)
+    i, z = i[ok], z[ok]
+    if len(z) == 0:
+        return None, None
+    t = cd[i] - z * cs[i]
+    residual = np.abs(z[:, None] * cs[None, :] + t[:, None] - cd[None, :])
+    inlier = residual <= settings.ransac_reproj_px
+    best = inlier[int(np.argmax(inlier.sum(axis=1)))]
+    if best.sum() < 2:
+        return None, None
+    matrix, _ = cv2.estimateAffinePartial2D(p_src[best], p_dst[best], method=cv2.LMEDS)
+    if matrix is None:
+        return None, None
+    mapped = p_src @ matrix[:, :2].T + matrix[:, 2]
+    mask = np.linalg.norm(mapped - p_dst, axis=1) <= settings.ransac_reproj_px
+    # One inlier per source and per target point (the nearest wins), as in the plain pass.
+    order = np.argsort(np.linalg.norm(mapped - p_dst, axis=1))
+    seen_s: set[int] = set()
+    seen_d: set[int] = set()
+    unique = np.zeros(n, bool)
+    for k in order:
+        if mask[k] and int(src_idx[k]) not in seen_s and int(dst_idx[k]) not in seen_d:
+            unique[k] = True
+            seen_s.add(int(src_idx[k]))
+            seen_d.add(int(dst_idx[k]))
+    return matrix, unique.astype(np.uint8)
+
+
 def _fit(
-    a: Features, b: Features, mirror: bool, settings: ImageSettings
+    a: Features, b: Features, mirror: bool, settings: ImageSettings, ambiguous: bool = False
 ) -> LocalEvidence | None:
-    src_idx, dst_idx = _matches(a.descriptors(), b.descriptors(mirror), settings)
+    src_idx, dst_idx = _matches(a.descriptors(), b.descriptors(mirror), settings, ambiguous)
     if len(src_idx) < max(settings.local_min_inliers, 3):
         return None
     a_xy = a.xy
     b_xy = b.mirrored_xy() if mirror else b.xy
     p_src, p_dst = a_xy[src_idx], b_xy[dst_idx]
-    matrix, mask = cv2.estimateAffinePartial2D(
-        p_src,
-        p_dst,
-        method=cv2.RANSAC,
-        ransacReprojThreshold=settings.ransac_reproj_px,
-        maxIters=_RANSAC_ITERS,
-        confidence=_RANSAC_CONFIDENCE,
-    )
+    if ambiguous:
+        matrix, mask = _scale_bounded_ransac(p_src, p_dst, src_idx, dst_idx, settings)
+    else:
+        matrix, mask = cv2.estimateAffinePartial2D(
+            p_src,
+            p_dst,
+            method=cv2.RANSAC,
+            ransacReprojThreshold=settings.ransac_reproj_px,
+            maxIters=_RANSAC_ITERS,
+            confidence=_RANSAC_CONFIDENCE,
+        )
     if matrix is None or mask is None:
         return None
     inl = mask.ravel().astype(bool)
@@ -148,7 +228,7 @@ def _fit(
     ratio = n / max(1, min(in_a, in_b))
     if ratio < settings.min_inlier_ratio:
         return None
-    return LocalEvidence(n, mirror, matrix, overlap, float(ratio), float(containment))
+    return LocalEvidence(n, mirror, matrix, overlap, float(ratio), float(containment), ambiguous)
 
 
 def verify(a: Features, b: Features, settings: ImageSettings) -> LocalEvidence | None:
@@ -158,4 +238,10 @@ def verify(a: Features, b: Features, settings: ImageSettings) -> LocalEvidence |
         found = _fit(a, b, mirror, settings)
         if found is not None and (best is None or found.inliers > best.inliers):
             best = found
+    if best is None and settings.ambiguous_matching:
+        # Second pass for repeated patterns (see ``_matches``); ``scoring.py`` requires block confirmation.
+        for mirror in (False, True):
+            found = _fit(a, b, mirror, settings, ambiguous=True)
+            if found is not None and (best is None or found.inliers > best.inliers):
+                best = found
     return best
