@@ -244,16 +244,7 @@ def main() -> None:
     ]
     report["ours"]["new_file_pairs"] = len(new_scores)  # type: ignore[index]
     if args.peers:
-        cache = CACHE / "vpdq.json"
-        known = json.loads(cache.read_text()) if cache.exists() else {}
-        hashes = {}
-        for f in files:
-            if f not in known:
-                h, d = peers.vpdq_hashes(f)
-                known[f] = {"hashes": np.packbits(h, axis=1).tolist() if len(h) else [], "duration": d}
-            raw = np.array(known[f]["hashes"], np.uint8).reshape(-1, 32)
-            hashes[f] = np.unpackbits(raw, axis=1).astype(bool)
-        cache.write_text(json.dumps(known))
+        hashes = {f: bits for f, (bits, _d) in peers.cached_vpdq_hashes(files, CACHE / "vpdq.json").items()}
         vfp = [(Path(a).name, Path(b).name) for a, b in negs if peers.vpdq_match(hashes[a], hashes[b])[0]]
         report["vpdq"] = {
             "false_matches": len(vfp),

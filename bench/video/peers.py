@@ -14,8 +14,10 @@ filter claims (it reports no end).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from pathlib import Path
 
 import av
 import numpy as np
@@ -44,6 +46,20 @@ def vpdq_hashes(path: str) -> tuple[np.ndarray, float]:
     if not hashes:
         return np.zeros((0, 256), bool), last_t
     return np.unique(np.array(hashes), axis=0), last_t
+
+
+def cached_vpdq_hashes(files: list[str], cache: Path) -> dict[str, tuple[np.ndarray, float]]:
+    """``vpdq_hashes`` of each file, kept in a JSON cache: path -> (bits, duration in seconds)."""
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    out = {}
+    for f in files:
+        if f not in known:
+            h, d = vpdq_hashes(f)
+            known[f] = {"hashes": np.packbits(h, axis=1).tolist() if len(h) else [], "duration": d}
+        raw = np.array(known[f]["hashes"], np.uint8).reshape(-1, 32)
+        out[f] = (np.unpackbits(raw, axis=1).astype(bool), float(known[f]["duration"]))
+    cache.write_text(json.dumps(known))
+    return out
 
 
 def vpdq_match(a: np.ndarray, b: np.ndarray) -> tuple[bool, float, float]:

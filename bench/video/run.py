@@ -210,16 +210,8 @@ def main() -> None:
             (Path(r["target"]).name, r["kind"], round(r["score"], 3), r["match"]) for r in rows
         ]
     if "vpdq" in methods:
-        cache = CACHE / "vpdq.json"
-        known = json.loads(cache.read_text()) if cache.exists() else {}
-        hashes = {}
-        for f in files:
-            if f not in known:
-                h, d = peers.vpdq_hashes(f)
-                known[f] = {"hashes": np.packbits(h, axis=1).tolist() if len(h) else [], "duration": d}
-            raw = np.array(known[f]["hashes"], np.uint8).reshape(-1, 32)
-            hashes[f] = (np.unpackbits(raw, axis=1).astype(bool), known[f]["duration"] + 0.04)
-        cache.write_text(json.dumps(known))
+        # One frame (0.04 s at 25 fps) is added to each duration, as the committed numbers were computed.
+        hashes = {f: (bits, d + 0.04) for f, (bits, d) in peers.cached_vpdq_hashes(files, CACHE / "vpdq.json").items()}
         rows = []
         for p in pairs:
             (ha, da), (hb, db) = hashes[p["source"]], hashes[p["target"]]
