@@ -9,6 +9,7 @@ score at or above the operating threshold, which the conformance tests check aga
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol
 
 from shared.protocol import Fingerprint
@@ -42,3 +43,16 @@ class BruteForceIndex:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+
+def make_index(kind_name: str) -> CandidateIndex:
+    """A new, empty index for ``kind_name``: the module ``shared.index.<kind>`` if it exists (its
+    ``make_index()``), else the brute-force reference."""
+    try:
+        module = importlib.import_module(f"shared.index.{kind_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"shared.index.{kind_name}":
+            raise
+        return BruteForceIndex()
+    index: CandidateIndex = module.make_index()
+    return index

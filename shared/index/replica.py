@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.index import BruteForceIndex, CandidateIndex
+from shared.index import CandidateIndex, make_index
 from shared.protocol import Fingerprint, Match, MediaKind
 from shared.settings import Settings
 from shared.store import ItemRecord, Store
@@ -92,8 +92,7 @@ def replica(catalog_id: str, kind: MediaKind, version: int, shard: tuple[int, in
     key = (catalog_id, kind.name, version, shard)
     with _REPLICAS_LOCK:
         if key not in _REPLICAS:
-            make = getattr(kind, "make_index", BruteForceIndex)
-            _REPLICAS[key] = CatalogIndex(catalog_id, kind, version, make, shard)
+            _REPLICAS[key] = CatalogIndex(catalog_id, kind, version, lambda: make_index(kind.name), shard)
         return _REPLICAS[key]
 
 
