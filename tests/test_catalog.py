@@ -4,6 +4,7 @@ PostgreSQL (pure functions), and end to end through the API and a real worker.""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,49 @@ def test_fingerprints_are_cached_by_content(store: Store, photos: dict[str, Path
     media_p0 = media.describe(photos["p0"], media.hash_file(photos["p0"], 1 << 30), kind)
     catalog.cached_fingerprint(store, Counting(), media_p0, settings, no_progress)  # type: ignore[arg-type]
     assert calls == []  # served from the cache, nothing decoded
+
+
+def test_concurrent_ingest_and_search_lose_nothing(store: Store, tmp_path: Path) -> None:
+    """Ingest threads and search threads share one replica: every ingest is searchable afterwards, every
+    search succeeds meanwhile, and the replica ends with exactly the database's items."""
+    settings = base_settings(tmp_path)
+    cat = store.catalogs.create(None, "busy", ["image"], {})
+    paths = [synth.save_image(synth.photo(300 + i), tmp_path / f"c{i}.png") for i in range(12)]
+    errors: list[BaseException] = []
+    searches = [0]
+    done = threading.Event()
+
+    def ingest_all(part: list[int]) -> None:
+        try:
+            for i in part:
+                ingest(store, settings, cat.id, f"c{i}", paths[i])
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    def search_loop() -> None:
+        try:
+            while not done.is_set():
+                search(store, settings, cat.id, paths[0])
+                searches[0] += 1
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    writers = [threading.Thread(target=ingest_all, args=(list(range(k, 12, 3)),)) for k in range(3)]
+    readers = [threading.Thread(target=search_loop) for _ in range(2)]
+    for t in writers + readers:
+        t.start()
+    for t in writers:
+        t.join(timeout=300)
+    done.set()
+    for t in readers:
+        t.join(timeout=300)
+    assert errors == [] and searches[0] > 0
+    for i, path in enumerate(paths):
+        hits = search(store, settings, cat.id, path, top_k=1)
+        assert hits and hits[0]["external_id"] == f"c{i}" and hits[0]["match"] is True
+    assert store.catalogs.stats(cat.id)["items"] == {"image": {"enabled": 12, "disabled": 0}}
+    stats = catalog.search(store, settings, "image", {"catalog_id": cat.id}, loader(paths[0], settings), no_progress)
+    assert stats["index"]["items"] == 12
 
 
 # -- through the API, with a real worker ----------------------------------------------------------------
