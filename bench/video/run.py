@@ -155,13 +155,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="eval", choices=["tune", "eval", "all"])
     ap.add_argument("--methods", default="ours,vpdq,signature")
+    ap.add_argument("--set", action="append", default=[], help="VideoSettings override, FIELD=VALUE")
+    ap.add_argument("--tag", default="", help="suffix of the result file")
     args = ap.parse_args()
     methods = args.methods.split(",")
     pairs = json.loads((DATA / "pairs.json").read_text())
     sources = sorted({p["meta"]["source"] for p in pairs if "meta" in p})
     pairs = [p for p in pairs if split_of(p, sources) in (args.split, "hard") or args.split == "all"]
     files = sorted({p["source"] for p in pairs} | {p["target"] for p in pairs})
-    settings = Settings()
+    from negatives import settings_with  # a sibling script; imported here, as it imports this one
+
+    settings = settings_with(args.set)
     CACHE.mkdir(parents=True, exist_ok=True)
     report = {}
     if "ours" in methods:
@@ -211,7 +215,10 @@ def main() -> None:
         ]
     if "vpdq" in methods:
         # One frame (0.04 s at 25 fps) is added to each duration, as the committed numbers were computed.
-        hashes = {f: (bits, d + 0.04) for f, (bits, d) in peers.cached_vpdq_hashes(files, CACHE / "vpdq.json").items()}
+        hashes = {
+            f: (bits, d + 0.04)
+            for f, (bits, d) in peers.cached_vpdq_hashes(files, CACHE / "vpdq.json").items()
+        }
         rows = []
         for p in pairs:
             (ha, da), (hb, db) = hashes[p["source"]], hashes[p["target"]]
@@ -238,7 +245,9 @@ def main() -> None:
             matched, boxes = known[key]
             rows.append({**p, "match": matched, "boxes": boxes})
         report["signature"] = summarise("signature", rows)
-    (CACHE / f"results_{args.split}.json").write_text(json.dumps(report, indent=1))
+    (CACHE / f"results_{args.split}{'_' + args.tag if args.tag else ''}.json").write_text(
+        json.dumps(report, indent=1)
+    )
     for r in report.values():
         brief = {k: v for k, v in r.items() if k not in ("scores", "fp_pairs", "fn_pairs")}
         print(json.dumps(brief))
