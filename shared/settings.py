@@ -130,13 +130,23 @@ class AudioSettings:
     max_pitch_factor: float = 1.12
     #: Source gaps longer than this split an aligned line into separate segments.
     max_gap_s: float = 4.0
-    #: A run needs this much weighted evidence (aligned triplets) and this many pairs to become a segment.
+    #: ... unless the gap is at most this long and this share of its 64 ms frame rows agree along the line
+    #: (``shared/kinds/audio/match.py``, ``_join_parts``). 0 turns joining off.
+    max_join_gap_s: float = 12.0
+    min_join_row_share: float = 0.3
+    #: A run needs this much weighted evidence (aligned triplets) and this many pairs to become a segment
+    #: (4 pairs since the third pass: +1 pitch-shifted tuning target, no tuning negative gained any score).
     min_run_evidence: float = 4.0
-    min_run_distinct: int = 5
+    min_run_distinct: int = 4
     #: A run whose span holds fewer triplets per second than this (on either side) is low-information
     #: (white/pink noise: 2.5-3.6/s; music and speech: 25-70/s) and never evidence.
     #: The evidence values below were calibrated on the benchmark's tuning split (bench/audio/REPORT.md).
     min_hash_rate_per_s: float = 10.0
+    #: ... unless the span is tonal on both sides: its 64 ms sustain maxima continue from the row before in at
+    #: least this share of rows (noise: 0-2%; the sparse music passages of the tuning split: 36-84%; see
+    #: ``shared/kinds/audio/tonal.py``), and it still holds this many triplets per second.
+    min_continued_share: float = 0.25
+    min_tonal_hash_rate_per_s: float = 1.0
     #: Runs whose aligned share of the triplets in their span is below this are discounted proportionally.
     full_density: float = 0.03
     #: Evidence that gives a score of 1 - 1/e (0.63); the default threshold 0.5 is 0.69 of it.

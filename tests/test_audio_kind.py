@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream, UnsupportedMedia
 from shared.kinds import get_kind
 from shared.kinds.audio import KIND, AudioFingerprint, fingerprint_samples
+from shared.kinds.audio.peaks import ROW_BYTES
 from shared.protocol import LocalMedia, Match
 from shared.settings import AudioSettings, Settings
 from shared.sniff import sniff
@@ -268,6 +269,62 @@ def test_an_excerpt_that_begins_in_a_pause_starts_at_the_cut() -> None:
     assert seg.source_end_s == pytest.approx(18.0, abs=0.5)
 
 
+def test_calm_sparse_music_matches_but_noise_is_not_tonal(files: Path) -> None:
+    """Slow notes give ~3 triplets a second, under the rate floor that keeps noise out; their sustain
+    maxima continue from row to row (noise's do not), so an excerpt still matches, at the right place."""
+    import dataclasses
+
+    from shared.kinds.audio.tonal import continued_share
+
+    calm = melody(11, 40.0, stretch=4.0)
+    full = fingerprint_samples(_to_8k(calm))
+    assert full.n_hashes / full.duration_s < SETTINGS.audio.min_hash_rate_per_s
+    assert continued_share(full, 0.0, 1e9) > 0.8
+    for other in (noise(3, 20.0), clicks(20.0)):
+        assert continued_share(fingerprint_samples(_to_8k(other)), 0.0, 1e9) < 0.05
+    excerpt = calm[10 * SR : 22 * SR]
+    target = scene(94, 30.0)
+    target[8 * SR : 8 * SR + excerpt.size] = 0.5 * excerpt
+    target_fp = fp_file(write_av(files / "calm_in_scene.mp3", target, "libmp3lame", 22050, 64000))
+    m = KIND.compare(full, target_fp, SETTINGS)
+    assert matches(m), m.details
+    (seg,) = m.segments
+    assert seg.source_start_s == pytest.approx(10.0, abs=0.5) and seg.target_start_s == pytest.approx(8.0, abs=0.5)
+    rate_only = dataclasses.replace(SETTINGS, audio=dataclasses.replace(SETTINGS.audio, min_continued_share=2.0))
+    assert not KIND.compare(full, target_fp, rate_only).segments  # the rate floor alone drops it
+
+
+def _piece(pitch: float, gap_s: float, insert: np.ndarray | None = None) -> np.ndarray:
+    """4 s of melody, a held chord of ``gap_s`` (no onset: no triplet), 12 s of melody; all at ``pitch``."""
+    t = np.arange(int(gap_s * SR)) / SR
+    pad = sum(np.sin(2 * np.pi * f * pitch * t) for f in (220.0, 277.2, 329.6)) * (1 + 0.3 * np.sin(2 * np.pi * 0.7 * t))
+    middle = (0.05 * pad).astype(np.float32) if insert is None else insert[: t.size]
+    return np.concatenate([melody(21, 4.0, pitch=pitch), middle, melody(22, 12.0, pitch=pitch)])
+
+
+@pytest.mark.parametrize(("pitch", "gap_s"), [(0.9, 6.0), (0.9, 8.0), (1.1, 5.0), (1.1, 8.0)])
+def test_a_copy_with_a_long_gap_in_its_triplets_is_one_segment(pitch: float, gap_s: float) -> None:
+    """Pitch-shifted, the held chord holds no triplet for longer than ``max_gap_s``: the two parts of the line
+    are still one segment from the first note: the row walk crosses the gap, or the frame rows join the two
+    parts across it, or their refined edges meet and the two runs merge. An unrelated insert of the same length in the target gives two segments."""
+    import dataclasses
+
+    source = fingerprint_samples(_to_8k(np.concatenate([scene(90, 10.0), _piece(1.0, gap_s)])))
+    target = fingerprint_samples(_to_8k(np.concatenate([scene(93, 7.0), _piece(pitch, gap_s), scene(92, 8.0)])))
+    m = KIND.compare(source, target, SETTINGS)
+    assert matches(m), m.details
+    (seg,) = m.segments
+    assert seg.source_start_s == pytest.approx(10.0, abs=0.5) and seg.target_start_s == pytest.approx(7.0, abs=0.5)
+    assert seg.source_end_s == pytest.approx(26.0 + gap_s, abs=0.5)
+    if gap_s == 8.0 and pitch == 1.1:  # here the rows join the parts; without joining they stay apart
+        no_join = dataclasses.replace(SETTINGS, audio=dataclasses.replace(SETTINGS.audio, max_join_gap_s=0.0))
+        assert len(KIND.compare(source, target, no_join).segments) == 2
+    inserted = _piece(pitch, gap_s, insert=0.5 * melody(30, gap_s))
+    other = fingerprint_samples(_to_8k(np.concatenate([scene(93, 7.0), inserted, scene(92, 8.0)])))
+    m = KIND.compare(source, other, SETTINGS)
+    assert [round(s.target_start_s) for s in m.segments][:1] == [7] and len(m.segments) == 2, m.segments
+
+
 def test_frame_rows_agree_only_along_the_true_line(source: tuple[np.ndarray, AudioFingerprint]) -> None:
     """Aligned copies agree on most frame rows; a wrong offset agrees on few (they are evidence of their own)."""
     from shared.kinds.audio.edges import row_agreement
@@ -511,9 +568,9 @@ def test_golden_fingerprint(files: Path) -> None:
 
 
 # Two peaks per note (fundamental and octave, 24 bands apart) at frames 0, 29, 61, ...; 92 sustain rows of 2;
-# 92 frame rows of 3 bytes (format version 4).
-GOLDEN_COUNTS = (14, 14, 184, (92, 3))
-GOLDEN_SHA256 = "b6919f61128278bfa4c3ae311db7c0c93a74ffe7d6f8b3b02ff51ae22750449b"
+# 92 frame rows of 7 bytes (format version 5).
+GOLDEN_COUNTS = (14, 14, 184, (92, 7))
+GOLDEN_SHA256 = "9e47b027eb0283e3641b2eec41c8adf19528b772c8b6cc7b2d493fd2c266d647"
 
 
 @pytest.mark.parametrize("block_samples", [700, 8000, 10**7])
@@ -554,7 +611,7 @@ def test_bytes_round_trip_property(n_peaks: int, n_hashes: int, duration_s: floa
         anchor_bands=rng.integers(0, 2**16, n_hashes, dtype=np.uint16),
         probes=rng.integers(0, 64, n_hashes, dtype=np.uint8),
         sustain=rng.integers(0, 256, 2 * n_peaks, dtype=np.uint8),
-        rows=rng.integers(0, 256, (n_peaks, 3), dtype=np.uint8),
+        rows=rng.integers(0, 256, (n_peaks, ROW_BYTES), dtype=np.uint8),
     )
     back = AudioFingerprint.from_bytes(fp.to_bytes())
     assert back == fp and back.duration_s == duration_s

@@ -1,6 +1,8 @@
 """Build the audio benchmark set from real recordings shipped in Debian packages (local files only).
 
-Run by hand: ``.venv/bin/python bench/audio/build_set.py`` (about 10-15 minutes on 2 cores). Output goes under
+Run by hand: ``.venv/bin/python bench/audio/build_set.py [workers [split]]`` (about 10-15 minutes on 2 cores;
+with a split, only that split's targets are built, and the manifest lists only them). Files are written under a
+temporary name and renamed when complete, so an interrupted or concurrent run never leaves half a file. Output goes under
 ``bench/data/audio/`` (gitignored): ``tracks/`` (sources: the first <= 240 s of each recording, 44.1 kHz
 stereo FLAC), ``targets/`` (transformed excerpts inside unrelated filler, encoded) and ``manifest.json``.
 
@@ -20,6 +22,7 @@ stereo FLAC), ``targets/`` (transformed excerpts inside unrelated filler, encode
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -100,7 +103,9 @@ def collect_tracks() -> list[dict[str, object]]:
                     x = np.concatenate([decode(p) for p in parts] or [np.zeros((0, 2), np.float32)])[: int(MAX_TRACK_S * SR)]
                 if x.shape[0] < MIN_TRACK_S * SR or np.sqrt(np.mean(x**2)) < 1e-3:
                     continue
-                sf.write(out, 0.9 * x / max(np.abs(x).max(), 1e-9), SR, subtype="PCM_16")
+                partial = out.with_name(f".partial_{os.getpid()}_{out.name}")  # atomic: a concurrent run never sees half a file
+                sf.write(partial, 0.9 * x / max(np.abs(x).max(), 1e-9), SR, subtype="PCM_16")
+                partial.replace(out)
             duration_s = sf.info(out).duration
             split = "filler" if group == "filler" else ("tune" if chosen % 3 == 0 else "eval")
             tracks.append({"name": name, "group": group, "path": str(out), "duration_s": duration_s, "split": split})
@@ -149,8 +154,10 @@ def encode(x: np.ndarray, transform: str, out_stem: Path) -> Path:
     if transform == "noise_10db":
         pre, codec, suffix = [], ["-c:a", "libmp3lame", "-b:a", "128k"], ".mp3"
     out = out_stem.with_suffix(suffix)
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "f32le", "-ar", str(SR), "-ac", "2", "-i", "-", *pre, *codec, str(out)]
+    partial = out.with_name(f".partial_{os.getpid()}_{out.name}")  # renamed when complete, so a resumed run skips only whole files
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "f32le", "-ar", str(SR), "-ac", "2", "-i", "-", *pre, *codec, str(partial)]
     subprocess.run(cmd, input=np.ascontiguousarray(x, np.float32).tobytes(), check=True, capture_output=True)
+    partial.replace(out)
     return out
 
 
@@ -219,9 +226,15 @@ def main() -> None:
             )
     (ROOT / "targets").mkdir(parents=True, exist_ok=True)
     workers = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    only_split = sys.argv[2] if len(sys.argv) > 2 else None  # build one split first (the others stay unbuilt)
+    if only_split:
+        jobs = [j for j in jobs if j["split"] == only_split]
     with ProcessPoolExecutor(workers) as pool:
         done = list(pool.map(make_target, jobs, chunksize=4))
-    (ROOT / "manifest.json").write_text(json.dumps({"seed": SEED, "tracks": tracks, "positives": done}, indent=1))
+    manifest = ROOT / "manifest.json"
+    if only_split and manifest.exists():  # a complete manifest is never replaced by a partial one
+        return
+    manifest.write_text(json.dumps({"seed": SEED, "tracks": tracks, "positives": done}, indent=1))
     print(f"{len(sources)} source tracks, {len(fillers)} fillers, {len(done)} positive targets")
 
 

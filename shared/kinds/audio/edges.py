@@ -22,7 +22,14 @@ import numpy as np
 
 from shared.kinds.audio.fingerprint import AudioFingerprint
 from shared.kinds.audio.hough import Line
-from shared.kinds.audio.peaks import ROW_BAND_WIDTH, ROW_BITS, SUSTAIN_EVERY, SUSTAIN_PER_FRAME
+from shared.kinds.audio.peaks import (
+    ROW_BAND_WIDTH,
+    ROW_BITS,
+    ROW_OFFSETS,
+    SUSTAIN_EVERY,
+    SUSTAIN_PER_FRAME,
+    row_bits,
+)
 
 TIME_TOL_FRAMES = 2.5
 BAND_TOL = 1.0
@@ -37,10 +44,13 @@ SUSTAIN_BAND_TOL = 1.0
 ROW_LOUD_TOL_DB = 4.0
 ROW_QUIET_DB = 25.0
 ROW_MAX_FLIPS = 3
-#: Shape bits move by whole coarse bands (a quarter octave); when the pitch shift is further than
-#: ``ROW_MAX_MISFIT`` coarse bands from a whole number of them, bits flip more: the walk then allows
-#: ``ROW_MAX_FLIPS_PITCH`` flips, the evidence count ``EVIDENCE_FLIPS_PITCH``, and edges are not trimmed.
-ROW_MAX_MISFIT = 0.2
+#: Along a pitch-shifted line (more than ``ROW_MAX_PITCH_BANDS`` log bands, 3.5%) the shape bits are taken
+#: from the band-offset set that the shift maps onto (``_Rows``), but the resynthesis of a pitch shift (a
+#: phase vocoder) still blurs the spectral shape, so bits flip more: the walk then allows
+#: ``ROW_MAX_FLIPS_PITCH`` flips, the evidence count and the trim ``EVIDENCE_FLIPS_PITCH`` (on the tuning
+#: split, 3 flips there lost 2-4 of the 72 pitch/tempo/speed +-10% targets; before the band-offset sets,
+#: trimming such lines at all lost 2).
+ROW_MAX_PITCH_BANDS = 1.2
 ROW_MAX_FLIPS_PITCH = 4
 EVIDENCE_FLIPS_PITCH = 6
 #: The row walk stops after ROW_MAX_MISSES + 1 disagreeing rows in a row, within ROW_REACH_S of its start.
@@ -98,23 +108,34 @@ _POPCOUNT = np.array([bin(n).count("1") for n in range(1 << ROW_BITS)], dtype=np
 
 
 class _Rows:
-    """The frame rows of both fingerprints, prepared for one line: loudness, and shape bits moved by its pitch."""
+    """The frame rows of both fingerprints, prepared for one line: loudness, and shape bits moved by its pitch.
+
+    A pitch shift of ``p`` log bands moves the source's coarse band k (set 0: log bands 6k .. 6k + 6) to
+    6k + p, which is the target's coarse band k + m of the set offset by t when t + 6m is nearest p; the
+    three offsets (``peaks.ROW_OFFSETS``) keep that within 1 log band for any shift.
+    """
 
     def __init__(self, a: AudioFingerprint, b: AudioFingerprint, line: Line) -> None:
         self.la, self.lb = a.rows[:, 0].astype(np.float64), b.rows[:, 0].astype(np.float64)
-        sa, self.sb = _shape_bits(a.rows), _shape_bits(b.rows)
-        # Target coarse band k + shift holds what source band k held: source bit k compares with target bit k + shift.
-        shift = int(round(line.pitch_bands / ROW_BAND_WIDTH))
-        if shift >= 0:
-            self.sa, self.mask = (sa << shift) & 0xFFFF, (0xFFFF << shift) & 0xFFFF
+        p = line.pitch_bands
+        _, t_index, m = min(
+            (abs(p - t - ROW_BAND_WIDTH * m), i, m)
+            for i, t in enumerate(ROW_OFFSETS)
+            for m in (int(np.floor((p - t) / ROW_BAND_WIDTH)), int(np.ceil((p - t) / ROW_BAND_WIDTH)))
+        )
+        sa, self.sb = _shape_bits(a.rows, 0), _shape_bits(b.rows, t_index)
+        valid = (1 << row_bits(ROW_OFFSETS[t_index])) - 1
+        # Source bit k compares with the target set's bit k + m.
+        if m >= 0:
+            self.sa, self.mask = (sa << m) & 0xFFFF, (0xFFFF << m) & valid
         else:
-            self.sa, self.mask = sa >> -shift, 0xFFFF >> -shift
-        self.whole_bands = abs(line.pitch_bands / ROW_BAND_WIDTH - shift) <= ROW_MAX_MISFIT
-        self.bits = ROW_BITS - abs(shift)
+            self.sa, self.mask = sa >> -m, (0xFFFF >> -m) & valid
+        self.unshifted = abs(p) <= ROW_MAX_PITCH_BANDS
+        self.bits = int(_POPCOUNT[self.mask])
         self.scale, self.offset = line.scale, line.offset_frames / SUSTAIN_EVERY  # rows to rows
 
     def max_flips(self, pitch_flips: int) -> float:
-        return (ROW_MAX_FLIPS if self.whole_bands else pitch_flips) * self.bits / ROW_BITS
+        return (ROW_MAX_FLIPS if self.unshifted else pitch_flips) * self.bits / ROW_BITS
 
     def agree(self, r: np.ndarray, m: np.ndarray, gain: float, level: float, flips: float, quiet_counts: bool) -> np.ndarray:
         """Whether source rows ``r`` agree with target rows ``m`` (see the constants); ``m`` must be valid."""
@@ -126,8 +147,8 @@ class _Rows:
         return ok | (src_quiet & tgt_quiet) if quiet_counts else ok
 
 
-def _shape_bits(rows: np.ndarray) -> np.ndarray:
-    return rows[:, 1].astype(np.int64) | (rows[:, 2].astype(np.int64) << 8)
+def _shape_bits(rows: np.ndarray, set_index: int) -> np.ndarray:
+    return rows[:, 1 + 2 * set_index].astype(np.int64) | (rows[:, 2 + 2 * set_index].astype(np.int64) << 8)
 
 
 def _grow_rows(
@@ -139,8 +160,9 @@ def _grow_rows(
     rows are tried. Quiet rows agreeing with quiet rows let the walk cross a pause (an excerpt that begins in
     one has no onset to anchor it). The peak and sustain walks before it can run into the filler next to a cut
     when the filler happens to agree; the rows there do not, so each edge then moves inwards (no further than
-    the triplet run ``[run_start, run_end]``) to the first ``ROW_TRIM_CONFIRM`` agreeing rows in a row. Edges
-    are not trimmed when the pitch shift is not a whole number of coarse bands (the bits are less reliable).
+    the triplet run ``[run_start, run_end]``) to the first ``ROW_TRIM_CONFIRM`` agreeing rows in a row. Along
+    a pitch-shifted line the trim allows ``EVIDENCE_FLIPS_PITCH`` flips and starts no further in than the
+    peak and sustain walks reached (the bits are less reliable there).
     """
     if a.rows.shape[0] == 0 or b.rows.shape[0] == 0:
         return src_start, src_end
@@ -193,8 +215,10 @@ def _grow_rows(
 
     g_start, g_end = gain(slice(0, n_gain)), gain(slice(-n_gain, None))
     start_row, end_row = walk(first, -1, g_start), walk(last, +1, g_end)
-    if not rows.whole_bands:
-        return min(src_start, float(start_row * SUSTAIN_EVERY)), max(src_end, float(end_row * SUSTAIN_EVERY))
+    if not rows.unshifted:  # trim too, but from no further in than the peak and sustain walks reached
+        start_row = max(min(start_row, int(src_start // SUSTAIN_EVERY)), 0)
+        end_row = min(max(end_row, int(-(-src_end // SUSTAIN_EVERY))), n_a - 1)
+        flips = rows.max_flips(EVIDENCE_FLIPS_PITCH)
     inner = min(int(np.floor(run_start / SUSTAIN_EVERY)), last)
     start_row = next(
         (r for r in range(start_row, inner) if all(agree(r + k, g_start) for k in range(ROW_TRIM_CONFIRM))), inner

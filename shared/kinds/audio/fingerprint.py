@@ -1,16 +1,16 @@
 """The audio fingerprint value: pitch- and tempo-invariant triplet hashes, plus the peaks they came from.
 
-Binary form (little-endian), after ``shared.protocol.pack_header("audio", 4)``::
+Binary form (little-endian), after ``shared.protocol.pack_header("audio", 5)``::
 
     duration_s f64 | sample_rate_hz u32 | hop u16 | n_fft u16 | n_peaks u32 | n_hashes u32 | n_sustain u32
     | n_rows u32
     peak_frame u32[n_peaks] | peak_band u16[n_peaks]            (band position in 1/16 band)
     hash u16[n] | hash_frame u32[n] | span u8[n] | anchor_band u16[n] | probe u8[n]
     sustain u8[n_sustain]                                        (SUSTAIN_PER_FRAME bands + 1 per 4th frame)
-    rows u8[n_rows, 3]                                           (loudness, 16 shape bits per 4th frame)
+    rows u8[n_rows, 7]                     (loudness, then 16 + 15 + 15 shape bits at 3 band offsets, per 4th frame)
 
-At most ``EDGE_PEAKS_PER_S`` (16) peaks, ``MAX_HASHES_PER_S`` (65) hashes, 31.25 sustain bytes and 46.9 row
-bytes per second: 10 bytes per hash and 6 per peak give at most 49.5 kB per minute (a hard bound, whatever
+At most ``EDGE_PEAKS_PER_S`` (16) peaks, ``MAX_HASHES_PER_S`` (59) hashes, 31.25 sustain bytes and 109.4 row
+bytes per second: 10 bytes per hash and 6 per peak give at most 49.6 kB per minute (a hard bound, whatever
 the content; music and speech use 20-40 kB). Hashes and frames are plain arrays, so a catalog can load them
 straight into an inverted index (hash -> (item, frame)) and query it with ``probe_variants``. Frames are u32,
 so they do not wrap on long files (audfprint #72).
@@ -33,6 +33,7 @@ from shared.kinds.audio.peaks import (
     HOP,
     N_FFT,
     PEAKS_PER_S,
+    ROW_BYTES,
     PeakStream,
     limit_density,
 )
@@ -41,7 +42,7 @@ from shared.protocol import pack_header, unpack_header
 
 _META = struct.Struct("<dIHHIIII")
 #: Hashes kept per one-second window of anchor frames (the ones with the shortest spans first).
-MAX_HASHES_PER_S = 65
+MAX_HASHES_PER_S = 59
 #: (attribute, little-endian dtype) of the per-peak arrays, then of the per-hash arrays, in byte order.
 _PEAK_ARRAYS = (("peak_frames", "<u4"), ("peak_bands", "<u2"))
 _HASH_ARRAYS = (("hashes", "<u2"), ("hash_frames", "<u4"), ("spans", "u1"), ("anchor_bands", "<u2"), ("probes", "u1"))
@@ -50,7 +51,7 @@ _HASH_ARRAYS = (("hashes", "<u2"), ("hash_frames", "<u4"), ("spans", "u1"), ("an
 @dataclass(frozen=True, eq=False)
 class AudioFingerprint:
     kind: ClassVar[str] = "audio"
-    version: ClassVar[int] = 4
+    version: ClassVar[int] = 5
 
     duration_s: float
     #: Peaks in time order (the ``EDGE_PEAKS_PER_S`` set): frame index and log-band position (in 1/16 band).
@@ -65,8 +66,9 @@ class AudioFingerprint:
     probes: np.ndarray = field(repr=False)
     #: Sustain maxima (see ``peaks``), row-major (frame // SUSTAIN_EVERY, SUSTAIN_PER_FRAME), band + 1.
     sustain: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.uint8))
-    #: Frame rows (see ``peaks._frame_rows``), (frame // SUSTAIN_EVERY, 3): loudness byte, shape bits low, high.
-    rows: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 3), np.uint8))
+    #: Frame rows (see ``peaks._frame_rows``), (frame // SUSTAIN_EVERY, ROW_BYTES): loudness byte, then the
+    #: shape bits of each band offset, low byte first.
+    rows: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, ROW_BYTES), np.uint8))
     sample_rate_hz: int = SAMPLE_RATE_HZ
     hop: int = HOP
     n_fft: int = N_FFT
@@ -96,7 +98,7 @@ class AudioFingerprint:
             self.peak_frames.size,
             self.hashes.size,
             self.sustain.size,
-            self.rows.size // 3,
+            self.rows.size // ROW_BYTES,
         )
         arrays = [getattr(self, name).astype(dtype).tobytes() for name, dtype in _PEAK_ARRAYS + _HASH_ARRAYS]
         arrays.append(self.sustain.astype(np.uint8).reshape(-1).tobytes())
@@ -109,7 +111,7 @@ class AudioFingerprint:
         if len(payload) < _META.size:
             raise DecodeFailed("audio fingerprint bytes are truncated")
         duration_s, rate, hop, n_fft, n_peaks, n_hashes, n_sustain, n_rows = _META.unpack_from(payload)
-        if len(payload) != _META.size + 6 * n_peaks + 10 * n_hashes + n_sustain + 3 * n_rows:
+        if len(payload) != _META.size + 6 * n_peaks + 10 * n_hashes + n_sustain + ROW_BYTES * n_rows:
             raise DecodeFailed("audio fingerprint bytes have the wrong length")
         offset = _META.size
         values = {}
@@ -120,7 +122,8 @@ class AudioFingerprint:
                 values[name] = arr.astype(dtype.lstrip("<"))  # native order, a writable copy detached from data
         values["sustain"] = np.frombuffer(payload, dtype=np.uint8, count=n_sustain, offset=offset).copy()
         offset += n_sustain
-        values["rows"] = np.frombuffer(payload, dtype=np.uint8, count=3 * n_rows, offset=offset).reshape(-1, 3).copy()
+        rows = np.frombuffer(payload, dtype=np.uint8, count=ROW_BYTES * n_rows, offset=offset)
+        values["rows"] = rows.reshape(-1, ROW_BYTES).copy()
         return cls(duration_s=duration_s, sample_rate_hz=rate, hop=hop, n_fft=n_fft, **values)
 
 

@@ -3,12 +3,18 @@
 1. ``hough.find_pairs`` and ``hough.lines`` give alignments ``tt = a * ts + b`` with their inlier pairs and
    pitch shift.
 2. The inliers of a line are split into runs where the source times leave a gap longer than
-   ``max_gap_s``; a run keeps one vote per source triplet and one per target triplet.
+   ``max_gap_s``; a run keeps one vote per source triplet and one per target triplet. Two parts are joined
+   again when the gap is at most ``max_join_gap_s`` and its frame rows agree along the line
+   (``min_join_row_share``): where few triplets survive a pitch or tempo change, a copy's triplets leave
+   long gaps, and its weak first part alone would not make a run (the segment then started late).
 3. Evidence of a run is its weighted vote count, discounted when the run is sparse compared with the
    triplets present in its span (``full_density``): a chance alignment scattered over minutes is thin.
    A run whose span holds fewer than ``min_hash_rate_per_s`` triplets per second on either side is no
    evidence at all: white or pink noise, clicks and near-silence give a few random peaks a second, and
-   even an identical noise file must not match itself.
+   even an identical noise file must not match itself. Calm, sparse music is as sparse, so a low-rate
+   run is still kept when the span is tonal on both sides (``tonal``: the sustain maxima continue from row
+   to row in at least ``min_continued_share`` of it, which noise never does) and holds at least
+   ``min_tonal_hash_rate_per_s`` triplets a second.
 4. Edges are refined (``edges``): source peaks just outside the run are mapped through the line (time by
    ``a``, band by the pitch shift) and the run grows while they find a target peak, then likewise on the
    sustain maxima, which reach a cut made inside a held note.
@@ -16,6 +22,9 @@
    and trim an edge that ran into the filler; the rows of the final segment that agree above chance add
    ``row_evidence`` each to the run's evidence (an aligned copy agrees on 70-90% of its rows, a chance line
    on 3-10%), which rescues pitch-shifted copies where few triplets survived.
+   Two runs of one line whose refined edges overlap or lie within ``MERGE_GAP_S`` are merged into one
+   (their triplet evidence added, the rows counted once over the union), rather than the later one being
+   dropped as a fringe of the earlier.
 5. Evidence saturates into [0, 1]: ``1 - exp(-evidence / evidence_scale)``; the score sums all kept runs.
 
 How to read the score with segment durations: ``similarity_score`` measures *how much* aligned evidence
@@ -33,7 +42,7 @@ This module imports nothing from PyAV, Flask or Celery.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,12 +50,15 @@ from shared.kinds.audio.edges import extend_run, row_agreement
 from shared.kinds.audio.fingerprint import AudioFingerprint
 from shared.kinds.audio.hough import Line, Pairs, find_pairs, lines
 from shared.kinds.audio.peaks import BANDS_PER_OCTAVE, N_FFT
+from shared.kinds.audio.tonal import continued_share
 from shared.protocol import Confidence, Match, Segment
 from shared.settings import AudioSettings, Settings
 
 #: A run within this many frames of the offset of an earlier, overlapping run is that run's fringe.
 DUPLICATE_OFFSET_FRAMES = 8.0
 SHORT_INPUT_S = 2.0
+#: Two runs of one line whose refined edges are at most this far apart (or overlap) are merged into one.
+MERGE_GAP_S = 1.0
 #: Share of frame rows that agree by chance along a wrong line (3-10% measured); only rows above it count.
 ROW_CHANCE = 0.2
 
@@ -58,6 +70,7 @@ class _Run:
     src_end: float
     evidence: float
     n_aligned: int
+    triplet_evidence: float = 0.0  # the part of ``evidence`` that the triplets gave, before the rows'
 
 
 def saturate(evidence: float, scale: float) -> float:
@@ -132,11 +145,62 @@ def _find_runs(a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings) -> 
         members = _one_vote_each(pairs, line.members)
         members = members[np.argsort(pairs.ts[members], kind="stable")]
         breaks = np.nonzero(np.diff(pairs.ts[members]) > max_gap)[0] + 1
-        for part in np.split(members, breaks):
+        for part in _join_parts(np.split(members, breaks), line, pairs, a, b, cfg):
             run = _score_run(part, line, pairs, a, b, fa, fb, cfg)
-            if run is not None and not any(_same_place(run, other) for other in runs):
+            if run is None:
+                continue
+            if runs and runs[-1].line is line and run.src_start - runs[-1].src_end <= MERGE_GAP_S / a.frame_s:
+                # Two parts of one line whose refined edges meet are one copy: merge, not drop as a fringe.
+                runs[-1] = _merge(runs[-1], run, a, b, cfg)
+            elif not any(_same_place(run, other) for other in runs):
                 runs.append(run)
     return runs
+
+
+def _with_rows(run: _Run, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings) -> _Run:
+    """``run`` with its evidence set to its triplets' plus its agreeing frame rows' (``row_evidence``)."""
+    evidence = run.triplet_evidence
+    if cfg.row_evidence > 0:
+        n_agree, n_rows = row_agreement(a, b, run.line, run.src_start, run.src_end)
+        evidence += cfg.row_evidence * max(0.0, n_agree - ROW_CHANCE * n_rows)
+    return replace(run, evidence=evidence)
+
+
+def _merge(first: _Run, second: _Run, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings) -> _Run:
+    merged = replace(
+        first,
+        src_start=min(first.src_start, second.src_start),
+        src_end=max(first.src_end, second.src_end),
+        n_aligned=first.n_aligned + second.n_aligned,
+        triplet_evidence=first.triplet_evidence + second.triplet_evidence,
+    )
+    return _with_rows(merged, a, b, cfg)
+
+
+def _join_parts(
+    parts: list[np.ndarray], line: Line, p: Pairs, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings
+) -> list[np.ndarray]:
+    """Join consecutive parts of one line whose gap (at most ``max_join_gap_s``) the frame rows bridge.
+
+    Where few triplets survive (a pitch or tempo change), a copy's triplets can leave gaps longer than
+    ``max_gap_s`` along its line, and a weak first part alone would not make a run. The gap is the same copy
+    when its frame rows agree along the line well above chance (``min_join_row_share``; aligned rows agree on
+    46-92%, unrelated ones on 3-10%); a different insert between two reused pieces does not.
+    """
+    if len(parts) < 2 or cfg.max_join_gap_s <= 0:
+        return parts
+    joined = [parts[0]]
+    for part in parts[1:]:
+        prev = joined[-1]
+        gap_start = float((p.ts[prev] + a.spans[p.src[prev]]).max())
+        gap_end = float(p.ts[part].min())
+        if (gap_end - gap_start) * a.frame_s <= cfg.max_join_gap_s:
+            n_agree, n_rows = row_agreement(a, b, line, gap_start, gap_end)
+            if n_rows and n_agree >= cfg.min_join_row_share * n_rows:
+                joined[-1] = np.concatenate([prev, part])
+                continue
+        joined.append(part)
+    return joined
 
 
 def _one_vote_each(p: Pairs, members: np.ndarray) -> np.ndarray:
@@ -183,12 +247,14 @@ def _score_run(
     # Low-information spans (noise, clicks, near-silence give a few random peaks a second) are no evidence,
     # even against themselves.
     span_s = max(src_end - src_start, 1.0) * a.frame_s
-    if min(in_a, in_b / max(line.scale, 1e-9)) < cfg.min_hash_rate_per_s * span_s:
+    rate_per_s = min(in_a, in_b / max(line.scale, 1e-9)) / span_s
+    if rate_per_s < cfg.min_hash_rate_per_s and not (
+        # Calm, sparse music is low-rate too, but its notes hold from row to row where noise does not.
+        rate_per_s >= cfg.min_tonal_hash_rate_per_s
+        and min(continued_share(a, src_start, src_end), continued_share(b, tgt_start, tgt_end)) >= cfg.min_continued_share
+    ):
         return None
     density = evidence / max(min(in_a, in_b), 1)
     evidence *= min(1.0, density / cfg.full_density)
     src_start, src_end = extend_run(a, b, line, src_start, src_end)
-    if cfg.row_evidence > 0:
-        n_agree, n_rows = row_agreement(a, b, line, src_start, src_end)
-        evidence += cfg.row_evidence * max(0.0, n_agree - ROW_CHANCE * n_rows)
-    return _Run(line, src_start, src_end, evidence, int(part.size))
+    return _with_rows(_Run(line, src_start, src_end, evidence, int(part.size), evidence), a, b, cfg)

@@ -20,9 +20,10 @@ Steps, all vectorised with numpy/scipy:
    test. They are too unselective to hash, but they let ``edges`` see a held chord or vowel that started
    before an excerpt's cut, so a segment can start at the cut rather than at the next onset.
 7. Frame rows, on the same 64 ms grid: the frame's loudness (one byte) and 16 bits of its spectral shape
-   (whether each quarter-octave band is louder than the one below). ``edges`` compares them along a fitted
-   line to place segment edges to within a row, also inside pauses and quiet passages where there is
-   no peak at all, and ``match`` counts agreeing rows as evidence.
+   (whether each quarter-octave band is louder than the one below), three times over, on coarse bands
+   offset by 0, 2 and 4 log bands (so that any pitch shift maps one set onto another within a log band).
+   ``edges`` compares them along a fitted line to place segment edges to within a row, also inside pauses
+   and quiet passages where there is no peak at all, and ``match`` counts agreeing rows as evidence.
 
 ``PeakStream`` is fed blocks of samples and keeps only a few frames of context, so memory stays flat on
 hours-long inputs. This module imports nothing from PyAV, Flask or Celery.
@@ -66,6 +67,12 @@ SUSTAIN_PER_FRAME = 2
 ROW_BAND_WIDTH = 6
 ROW_BITS = 16
 ROW_DB_OFFSET = 120.0
+#: The shape bits are computed three times, on coarse bands starting 0, 2 and 4 log bands up (16, 15 and 15
+#: bits), so a pitch shift is always within 1 log band of moving whole coarse bands from the first set to one
+#: of the sets (``edges._Rows``); with one set, a shift of +-5% or +-10% fell half a coarse band off and
+#: flipped many bits. A row is ``ROW_BYTES`` bytes: loudness, then each set's bits, low byte first.
+ROW_OFFSETS = (0, 2, 4)
+ROW_BYTES = 1 + 2 * len(ROW_OFFSETS)
 #: Frames of context each side that the peak picker needs.
 _HALO = PEAK_HALF_T + 1
 _WINDOW = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
@@ -122,15 +129,24 @@ def _sustain_maxima(db: np.ndarray) -> np.ndarray:
     return np.where(valid, top + 1, 0).astype(np.uint8)
 
 
+def row_bits(offset: int) -> int:
+    """Shape bits of the set whose coarse bands start ``offset`` log bands up (16 at 0, 15 at 2 and 4)."""
+    return min(ROW_BITS + 1, (N_BANDS - offset) // ROW_BAND_WIDTH) - 1
+
+
 def _frame_rows(db: np.ndarray) -> np.ndarray:
-    """(frames, 3) uint8: loudness (dB + ``ROW_DB_OFFSET``), then the 16 shape bits, low byte first."""
+    """(frames, ``ROW_BYTES``) uint8: loudness (dB + ``ROW_DB_OFFSET``), then the shape bits of each offset set."""
     power = 10.0 ** (db.astype(np.float64) / 10.0)
     loud = np.clip(np.round(10.0 * np.log10(power.sum(axis=1) + 1e-10) + ROW_DB_OFFSET), 0, 255)
-    n = (ROW_BITS + 1) * ROW_BAND_WIDTH
-    coarse = power[:, :n].reshape(power.shape[0], ROW_BITS + 1, ROW_BAND_WIDTH).sum(axis=2)
-    bits = (coarse[:, 1:] > coarse[:, :-1]).astype(np.uint32)
-    shape = (bits << np.arange(ROW_BITS, dtype=np.uint32)).sum(axis=1)
-    return np.stack([loud, shape & 0xFF, shape >> 8], axis=1).astype(np.uint8)
+    columns = [loud]
+    for offset in ROW_OFFSETS:
+        n_coarse = row_bits(offset) + 1
+        band = power[:, offset : offset + n_coarse * ROW_BAND_WIDTH]
+        coarse = band.reshape(power.shape[0], n_coarse, ROW_BAND_WIDTH).sum(axis=2)
+        bits = (coarse[:, 1:] > coarse[:, :-1]).astype(np.uint32)
+        shape = (bits << np.arange(n_coarse - 1, dtype=np.uint32)).sum(axis=1)
+        columns += [shape & 0xFF, shape >> 8]
+    return np.stack(columns, axis=1).astype(np.uint8)
 
 
 class PeakStream:
@@ -173,9 +189,9 @@ class PeakStream:
         return np.concatenate(self._sustain)
 
     def rows(self) -> np.ndarray:
-        """After ``finish``: (ceil(frames / SUSTAIN_EVERY), 3) uint8 frame rows (see ``_frame_rows``)."""
+        """After ``finish``: (ceil(frames / SUSTAIN_EVERY), ROW_BYTES) uint8 frame rows (see ``_frame_rows``)."""
         if not self._rows:
-            return np.zeros((0, 3), np.uint8)
+            return np.zeros((0, ROW_BYTES), np.uint8)
         return np.concatenate(self._rows)
 
     def _process(self, final: bool) -> None:
