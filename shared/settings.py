@@ -104,6 +104,9 @@ class ImageSettings:
     confirm_block_agreement: float = 0.80
     confirm_min_blocks: int = 6
     confirmed_inliers_at_threshold: float = 6.0
+    #: When the overlap covers fewer than ``confirm_min_blocks`` coarse blocks (a copy shown small in a
+    #: screenshot), the check runs on 4 px blocks, and confirming needs this many of them.
+    fine_confirm_min_blocks: int = 12
     #: When no fit passes, retry keeping the two nearest candidates of ratio-test failures (repeated
     #: patterns: chessboards, bricks); such a fit counts only when the block check confirms it.
     ambiguous_matching: bool = True
@@ -114,6 +117,11 @@ class ImageSettings:
     frame_max_aspect_change: float = 0.03
     frame_block_agreement: float = 0.80
     frame_min_blocks: int = 12
+    #: The whole-frame check scores each block's NCC without this fraction of its pixels, those that fit
+    #: the block worst: the strokes of a text watermark (bench/image, seed 1, a prototype of the rule: the
+    #: highest ordinary negative agreement rose from 0.53 to 0.68, a watermarked smooth wallpaper from 0.62
+    #: to over 0.80; the floor to match, ``frame_block_agreement``, is unchanged).
+    frame_drop_fraction: float = 0.25
     #: Confidence "high" for scores at or above this (or at or below ``low_score``, a clear non-match).
     high_score: float = 0.88
     low_score: float = 0.50

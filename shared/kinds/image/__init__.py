@@ -22,8 +22,10 @@ Design, and why (issue 3; measured in ``bench/image/REPORT.md``):
   blocks, while logos, watermarks and canvas chrome break only the few they cover. A fit the blocks refute
   is dropped; a fit they clearly confirm needs fewer inliers (copies shown small keep few keypoints).
   Two rescues lean on it: a repeated-pattern pass (both nearest candidates, for chessboards and textures)
-  whose fits count only when the blocks confirm them, and a whole-frame comparison of the thumbnails when
-  the frame is kept (text watermarks on smooth pictures, where neither the hash nor the keypoints hold).
+  whose fits count only when the blocks confirm them (its hypotheses must agree with how far the matched
+  keypoints turned), and a whole-frame comparison of the thumbnails when the frame is kept (text watermarks
+  on smooth pictures, where neither the hash nor the keypoints hold; each block ignores its worst-fitting
+  quarter of pixels, the strokes). Copies shown small are judged on 4 px blocks.
 * **Score**: the larger of the stage scores, each calibrated on the tuning split so that 0.80 sits at
   its 1e-4 false-positive operating point; the local stage is skipped when the hashes are already close.
 

@@ -88,6 +88,11 @@ class Features:
         xy[:, 0] = (self.width - 1) - xy[:, 0]
         return xy
 
+    def angles_deg(self, mirror: bool = False) -> np.ndarray:
+        """ORB orientations in degrees (image coordinates), on the mirrored plane when ``mirror``."""
+        angle = self.points["angle"].astype(np.float64) * (360.0 / 256.0)
+        return (180.0 - angle) % 360.0 if mirror else angle
+
     def descriptors(self, mirror: bool = False) -> np.ndarray:
         return np.ascontiguousarray(self.points["mirror" if mirror else "desc"])
 

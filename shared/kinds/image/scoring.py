@@ -22,13 +22,18 @@ beats the global one): the thumbnails, aligned through the fit, are compared blo
 video frames, re-shot scenes), and its score is 0. At least ``confirm_block_agreement`` of at least
 ``confirm_min_blocks`` blocks: the fit is confirmed, and ``confirmed_inliers_at_threshold`` (6) inliers
 already score 0.80 (the same curve with a lower ``n_t``, so the score stays monotone in inliers). Too few
-informative blocks to judge: the inlier score stands.
+informative blocks to judge: the inlier score stands. When the overlap covers fewer than
+``confirm_min_blocks`` blocks of 8 px (a copy shown small), the check runs on 4 px blocks, and confirming
+then needs ``fine_confirm_min_blocks`` of them.
 
 A fit from the repeated-pattern pass (``LocalEvidence.ambiguous``) counts only when confirmed.
 
 **Whole-frame check** (``photometric.frame_agreement``), only when neither stage reaches 0.80 and the two
 trimmed frames have the same aspect ratio: the thumbnails are compared block by block as they are (or
 mirrored). For text watermarks on smooth pictures, where the text moves the hash and takes the keypoints.
+Each block ignores the ``frame_drop_fraction`` of its pixels that fit worst (the strokes), and when either
+side was trimmed the original frames are also aligned through the trim boxes (a watermark can change the
+trim), the better of the two counting.
 ``frame_block_agreement`` (0.80) of the blocks scores 0.80, full agreement ``local_max_score``.
 
 **Score** = the larger of the three. Each is monotone in its evidence (fewer bits, more inliers), so the
@@ -51,7 +56,14 @@ from typing import Any
 
 from shared.kinds.image.fingerprint import ImageFingerprint
 from shared.kinds.image.hashing import DIHEDRALS, INVERSE, hamming_bits
-from shared.kinds.image.photometric import Agreement, block_agreement, frame_agreement
+from shared.kinds.image.photometric import (
+    BLOCK_PX,
+    FINE_BLOCK_PX,
+    Agreement,
+    block_agreement,
+    frame_agreement,
+    untrimmed_frame_matrix,
+)
 from shared.kinds.image.verify import LocalEvidence, verify
 from shared.protocol import Confidence, Match
 from shared.settings import ImageSettings
@@ -126,19 +138,9 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
     agreement: Agreement | None = None
     if local is not None and score_from_inliers(local.inliers, settings, confirmed=True) > global_score:
         # Only when the local fit can decide: is it the same picture, or only the same place?
-        agreement = block_agreement(
-            a.thumb,
-            (a.features.width, a.features.height),
-            b.thumb,
-            (b.features.width, b.features.height),
-            local.matrix,
-            local.mirror,
-            settings.block_agreement_ncc,
-        )
-        confirmed = (
-            agreement.blocks >= settings.confirm_min_blocks
-            and agreement.fraction >= settings.confirm_block_agreement
-        )
+        agreement = _fit_agreement(a, b, local, settings)
+        min_blocks = settings.confirm_min_blocks if agreement.block_px == BLOCK_PX else settings.fine_confirm_min_blocks
+        confirmed = agreement.blocks >= min_blocks and agreement.fraction >= settings.confirm_block_agreement
         if agreement.fraction < settings.min_block_agreement or (local.ambiguous and not confirmed):
             local_score = 0.0
         elif confirmed:
@@ -155,7 +157,12 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
             (b.features.width, b.features.height),
             settings.block_agreement_ncc,
             settings.frame_max_aspect_change,
+            settings.frame_drop_fraction,
         )
+        if a.trim != (0, 0, a.width, a.height) or b.trim != (0, 0, b.width, b.height):
+            untrimmed = _untrimmed_frame_agreement(a, b, settings)
+            if untrimmed is not None and (frame is None or untrimmed.fraction > frame.fraction):
+                frame = untrimmed
         frame_score = score_from_frame(frame, settings)
     score = max(global_score, local_score, frame_score)
     warnings: list[str] = []
@@ -193,6 +200,38 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
     return Match(similarity_score=score, confidence=confidence, warnings=tuple(warnings), details=details)
 
 
+def _fit_agreement(a: ImageFingerprint, b: ImageFingerprint, local: LocalEvidence, settings: ImageSettings) -> Agreement:
+    """Block agreement under the fit; on the fine grid when the overlap covers too few coarse blocks."""
+    size_a, size_b = (a.features.width, a.features.height), (b.features.width, b.features.height)
+    coarse = block_agreement(a.thumb, size_a, b.thumb, size_b, local.matrix, local.mirror, settings.block_agreement_ncc)
+    if coarse.blocks >= settings.confirm_min_blocks:
+        return coarse
+    fine = block_agreement(
+        a.thumb, size_a, b.thumb, size_b, local.matrix, local.mirror, settings.block_agreement_ncc, FINE_BLOCK_PX
+    )
+    return fine if fine.blocks > coarse.blocks else coarse
+
+
+def _untrimmed_frame_agreement(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings) -> Agreement | None:
+    """The whole-frame check with the original frames aligned (``photometric.untrimmed_frame_matrix``)."""
+    size_a, size_b = (a.features.width, a.features.height), (b.features.width, b.features.height)
+    best: Agreement | None = None
+    for mirror in (False, True):
+        matrix = untrimmed_frame_matrix(
+            a.trim, (a.width, a.height), size_a, b.trim, (b.width, b.height), size_b, mirror,
+            settings.frame_max_aspect_change,
+        )
+        if matrix is None:
+            return None
+        found = block_agreement(
+            a.thumb, size_a, b.thumb, size_b, matrix, mirror, settings.block_agreement_ncc,
+            drop_fraction=settings.frame_drop_fraction,
+        )
+        if best is None or (found.fraction, found.blocks) > (best.fraction, best.blocks):
+            best = found
+    return best
+
+
 def _explain(
     a: ImageFingerprint,
     b: ImageFingerprint,
@@ -204,7 +243,9 @@ def _explain(
 ) -> dict[str, Any]:
     """What a reviewer needs: mirror, rotation, the crop box in source pixels, and the evidence."""
     checked = (
-        None if agreement is None else {"agreeing_fraction": round(agreement.fraction, 3), "blocks": agreement.blocks}
+        None
+        if agreement is None
+        else {"agreeing_fraction": round(agreement.fraction, 3), "blocks": agreement.blocks, "block_px": agreement.block_px}
     )
     if local is None or not use_local:
         mirrored = transform in ("mirror", "flip", "transpose", "transverse")
