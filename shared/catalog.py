@@ -92,10 +92,11 @@ def shard_hits(
     version = fingerprint_version(kind.name)
     if query is None:
         query, _ = _query(store, settings, kind, {"source_sha256": plan["query"]["sha256"]}, _no_fetch, lambda _f: None)
-    index = replica(plan["catalog_id"], kind, version, shard)
+    index = replica(plan["catalog_id"], kind, version, shard, settings)
     index.refresh(store)
     exclude, top_k = plan["exclude_external_id"], plan["top_k"]
-    hits = [h for h in index.search(query, settings, top_k + (1 if exclude else 0)) if h.item.external_id != exclude]
+    found = index.search(query, settings, top_k + (1 if exclude else 0), store)
+    hits = [h for h in found if h.item.external_id != exclude]
     return [hit_json(h, plan["threshold"]) for h in hits[:top_k]], index.stats()
 
 

@@ -288,6 +288,32 @@ class IndexSettings:
     shard_queue_prefix: str = "shard"
     #: At least this many candidates from an index are compared in full per search.
     min_candidates: int = 200
+    #: Image index (``shared/index/image.py``). Every item whose dihedral hash is within this many bits of
+    #: the query's is a candidate, exactly (31 bits = a global score of 0.80, the default threshold;
+    #: at most 47).
+    image_hash_radius_bits: int = 31
+    #: Local-feature stage: keypoints indexed per item (of up to 256), the bits of the 64-bit posting code
+    #: a query descriptor may differ in, the votes an item needs, the vocabulary cells per descriptor half
+    #: a query descriptor looks in, and at most this many items proposed per search.
+    image_local_keypoints: int = 128
+    image_code_max_bits: int = 16
+    image_local_min_votes: int = 3
+    image_query_cells_per_half: int = 2
+    image_local_candidates: int = 8
+    #: Catalogs (or shards) with at most this many items compare every item: exact, and still cheap.
+    image_exhaustive_below: int = 32
+    #: Video index (``shared/index/video.py``): an item is a candidate when at least this many query frames pair
+    #: with it at one offset (a run needs two: ``align_runs`` asks 1.5 votes of at most 1 each).
+    video_min_pairs: int = 2
+    #: ... and at most this many candidates, the strongest, go to the full compare (20-40 ms each for a 30 s clip).
+    video_max_candidates: int = 16
+    #: Nearest frame codes looked at per query frame (and per mirrored query frame).
+    video_neighbours_per_frame: int = 256
+    #: Audio index (``shared/index/audio.py``): an item is a candidate when at least this many query triplets
+    #: vote for one alignment cell (the compare's Hough asks 3 weighted votes, a run 5 distinct pairs) ...
+    audio_min_votes: int = 3
+    #: ... and at most this many candidates, the strongest, go to the full compare.
+    audio_max_candidates: int = 64
 
 
 @dataclass(frozen=True)

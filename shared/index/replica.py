@@ -5,6 +5,12 @@ item is searchable at the first query after its ingest job commits, without a re
 (or a restart) replays the log from the start, which rebuilds the replica from the database. ``search``
 ranks the index's candidates by the kind's own ``compare``, so a hit carries the same score, decision
 and segments as a pairwise match.
+
+Memory: a replica of an index that declares itself ``compact`` (the image index: hashes and posting
+lists in numpy arrays, about 2-3 KB an item) holds no fingerprints and no item records; each search loads
+its few candidates' rows and fingerprints from the store in one query, which also drops items disabled or
+deleted since the last refresh. A million 13 KB image fingerprints as Python objects would not fit.
+Other indexes (the brute-force reference) keep every item's fingerprint in memory, as they compare them.
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from shared.index import CandidateIndex, make_index
 from shared.protocol import Fingerprint, Match, MediaKind
 from shared.settings import Settings
 from shared.store import ItemRecord, Store
+from shared.store.tables import catalog_items, fingerprints
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,17 @@ def rank_key(score: float, external_id: str) -> tuple[float, str]:
     return (-round(float(score), 4), external_id)
 
 
+#: Change-log events read per page while refreshing (a rebuild of a large catalog streams in pages).
+PAGE_EVENTS = 2000
+#: Candidates loaded from the store per query (SQL ``IN`` lists stay short).
+_LOAD_CHUNK = 500
+
+
 class CatalogIndex:
+    """One replica. With a ``compact`` index (one that says so, like the image index) the replica keeps
+    no fingerprints: the index holds its own compact arrays and ``search`` loads the candidates' items and
+    fingerprints from the store in one query. Other indexes keep every item's fingerprint in memory."""
+
     def __init__(
         self,
         catalog_id: str,
@@ -48,51 +67,117 @@ class CatalogIndex:
     ) -> None:
         self.catalog_id, self.kind, self.version, self.shard = catalog_id, kind, version, shard
         self.index = make_index()
+        self.compact = bool(getattr(self.index, "compact", False))
         self.items: dict[int, tuple[ItemRecord, Fingerprint]] = {}
         self.last_event_id = 0
         self._lock = threading.Lock()
 
     def refresh(self, store: Store) -> int:
-        """Apply new events; return how many items changed."""
+        """Apply new events, a page at a time; return how many items changed."""
+        changed = 0
         with self._lock:
-            last, touched, live = store.catalogs.changes(self.catalog_id, self.kind.name, self.version, self.last_event_id)
-            for pk in touched:
-                if self.items.pop(pk, None) is not None:
-                    self.index.remove(pk)
-            for item, data in live:
-                if self.shard is not None and shard_of(item.external_id, self.shard[1]) != self.shard[0]:
-                    continue
-                fp = self.kind.fingerprint_from_bytes(data)
-                self.items[item.pk] = (item, fp)
-                self.index.add(item.pk, fp)
-            self.last_event_id = last
-            return len(touched)
+            while True:
+                last, touched, live = store.catalogs.changes(
+                    self.catalog_id, self.kind.name, self.version, self.last_event_id, limit=PAGE_EVENTS
+                )
+                if last == self.last_event_id:
+                    return changed
+                self._apply(touched, live)
+                self.last_event_id = last
+                changed += len(touched)
 
-    def search(self, query: Fingerprint, settings: Settings, top_k: int) -> list[Hit]:
+    def _apply(self, touched: list[int], live: list[tuple[ItemRecord, bytes]]) -> None:
+        for pk in touched:
+            if self.compact:
+                self.index.remove(pk)
+            elif self.items.pop(pk, None) is not None:
+                self.index.remove(pk)
+        added: list[tuple[int, Fingerprint]] = []
+        for item, data in live:
+            if self.shard is not None and shard_of(item.external_id, self.shard[1]) != self.shard[0]:
+                continue
+            fp = self.kind.fingerprint_from_bytes(data)
+            if not self.compact:
+                self.items[item.pk] = (item, fp)
+            added.append((item.pk, fp))
+        add_many = getattr(self.index, "add_many", None)
+        if add_many is not None:
+            add_many(added)
+        else:
+            for pk, fp in added:
+                self.index.add(pk, fp)
+
+    def search(self, query: Fingerprint, settings: Settings, top_k: int, store: Store | None = None) -> list[Hit]:
         with self._lock:
             keys = self.index.candidates(query, limit=max(top_k * 20, settings.index.min_candidates))
-            pairs = [self.items[k] for k in keys if k in self.items]
-        hits = [Hit(item, self.kind.compare(query, fp, settings)) for item, fp in pairs]
-        hits = [h for h in hits if h.match.similarity_score > 0]
-        hits.sort(key=lambda h: rank_key(h.match.similarity_score, h.item.external_id))
-        return hits[:top_k]
+            pairs = [] if self.compact else [self.items[k] for k in keys if k in self.items]
+        if self.compact:
+            if store is None:
+                raise ValueError("a compact replica loads its candidates from the store")
+            pairs = load_items(store, self.kind, self.version, keys)
+        return rank_hits(self.kind, query, pairs, settings, top_k)
 
     def stats(self) -> dict[str, Any]:
         shard = None if self.shard is None else {"index": self.shard[0], "count": self.shard[1]}
-        return {"items": len(self.items), "last_event_id": self.last_event_id, "index": type(self.index).__name__,
+        items = len(self.index) if self.compact else len(self.items)
+        return {"items": items, "last_event_id": self.last_event_id, "index": type(self.index).__name__,
                 "shard": shard}
+
+
+def rank_hits(
+    kind: MediaKind, query: Fingerprint, pairs: list[tuple[ItemRecord, Fingerprint]], settings: Settings, top_k: int
+) -> list[Hit]:
+    """The kind's full ``compare`` of every candidate, best first (``rank_key``), score > 0, top K."""
+    hits = [Hit(item, kind.compare(query, fp, settings)) for item, fp in pairs]
+    hits = [h for h in hits if h.match.similarity_score > 0]
+    hits.sort(key=lambda h: rank_key(h.match.similarity_score, h.item.external_id))
+    return hits[:top_k]
+
+
+def load_items(store: Store, kind: MediaKind, version: int, pks: list[int]) -> list[tuple[ItemRecord, Fingerprint]]:
+    """The enabled items among ``pks`` with their stored fingerprints, in ``pks`` order (one query per
+    ``_LOAD_CHUNK``). An item deleted or disabled since the replica's last refresh is left out."""
+    found: dict[int, tuple[ItemRecord, Fingerprint]] = {}
+    for i in range(0, len(pks), _LOAD_CHUNK):
+        chunk = pks[i : i + _LOAD_CHUNK]
+        with store.catalogs.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(catalog_items, fingerprints.c.data)
+                .join(
+                    fingerprints,
+                    sa.and_(
+                        fingerprints.c.sha256 == catalog_items.c.sha256,
+                        fingerprints.c.kind == catalog_items.c.kind,
+                        fingerprints.c.version == version,
+                    ),
+                )
+                .where(
+                    catalog_items.c.pk.in_(chunk),
+                    catalog_items.c.kind == kind.name,
+                    catalog_items.c.enabled.is_(True),
+                )
+            ).all()
+        for row in rows:
+            m = dict(row._mapping)
+            data = m.pop("data")
+            found[m["pk"]] = (ItemRecord(**m), kind.fingerprint_from_bytes(bytes(data)))
+    return [found[pk] for pk in pks if pk in found]
 
 
 _REPLICAS: dict[tuple[str, str, int, tuple[int, int] | None], CatalogIndex] = {}
 _REPLICAS_LOCK = threading.Lock()
 
 
-def replica(catalog_id: str, kind: MediaKind, version: int, shard: tuple[int, int] | None = None) -> CatalogIndex:
-    """This process's replica for the catalog, kind and shard (built lazily, refreshed by callers)."""
+def replica(
+    catalog_id: str, kind: MediaKind, version: int, shard: tuple[int, int] | None = None,
+    settings: Settings | None = None,
+) -> CatalogIndex:
+    """This process's replica for the catalog, kind and shard (built lazily, refreshed by callers);
+    ``settings`` configure a new replica's index."""
     key = (catalog_id, kind.name, version, shard)
     with _REPLICAS_LOCK:
         if key not in _REPLICAS:
-            _REPLICAS[key] = CatalogIndex(catalog_id, kind, version, lambda: make_index(kind.name), shard)
+            _REPLICAS[key] = CatalogIndex(catalog_id, kind, version, lambda: make_index(kind.name, settings), shard)
         return _REPLICAS[key]
 
 

@@ -171,18 +171,20 @@ class Catalogs:
             conn.execute(catalog_events.insert().values(catalog_id=catalog_id, item_pk=item.pk, at=time.time()))
 
     def changes(
-        self, catalog_id: str, kind: str, version: int, after_event_id: int
+        self, catalog_id: str, kind: str, version: int, after_event_id: int, limit: int | None = None
     ) -> tuple[int, list[int], list[tuple[ItemRecord, bytes]]]:
         """Events after ``after_event_id``: ``(last_event_id, touched_pks, [(item, fingerprint bytes)])``.
 
         A touched item is removed and, if it still exists and is enabled, added again with its current
-        fingerprint (of ``version``); replaying from 0 therefore builds the whole index.
+        fingerprint (of ``version``); replaying from 0 therefore builds the whole index. ``limit`` reads
+        at most that many events (a page: call again from the returned ``last_event_id``).
         """
         with self.engine.connect() as conn:
             events = conn.execute(
                 sa.select(catalog_events.c.id, catalog_events.c.item_pk)
                 .where(catalog_events.c.catalog_id == catalog_id, catalog_events.c.id > after_event_id)
                 .order_by(catalog_events.c.id)
+                .limit(limit)
             ).all()
             if not events:
                 return after_event_id, [], []

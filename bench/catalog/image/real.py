@@ -1,0 +1,60 @@
+"""Real fingerprints for the catalog benchmark: the image benchmark's originals and both seeds' variants.
+
+Fingerprints are computed with the image kind (``shared.kinds.image.fingerprint_image``, decode included)
+and cached in ``bench/data/catalog_image/real.pkl`` ({relative path: fingerprint bytes}), keyed by the
+fingerprint version, so the benchmark's timed part never decodes an image.
+
+    .venv/bin/python -m bench.catalog.image.real
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from multiprocessing import Pool
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from bench.image import dataset  # noqa: E402
+from shared.kinds.image import ImageFingerprint, fingerprint_image  # noqa: E402
+from shared.protocol import LocalMedia  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+from shared.sniff import SNIFF_BYTES, sniff  # noqa: E402
+
+OUT = dataset.DATA.parent / "catalog_image"
+CACHE = OUT / f"real_v{ImageFingerprint.version}.pkl"
+
+
+def _one(rel: str) -> tuple[str, bytes]:
+    import cv2
+
+    cv2.setNumThreads(1)
+    path = dataset.DATA / rel
+    data = path.read_bytes()
+    media = LocalMedia(path, len(data), hashlib.sha256(data).hexdigest(), sniff(data[:SNIFF_BYTES]) or "")
+    return rel, fingerprint_image(media, Settings()).to_bytes()
+
+
+def paths() -> list[str]:
+    rels: set[str] = set()
+    for seed in (0, 1):
+        for p in dataset.build(seed):
+            rels.update((p.source, p.target))
+    return sorted(rels)
+
+
+def load() -> dict[str, bytes]:
+    """{relative path: fingerprint bytes} of every original and variant of seeds 0 and 1 (cached)."""
+    if CACHE.exists():
+        cached: dict[str, bytes] = pickle.loads(CACHE.read_bytes())
+        return cached
+    OUT.mkdir(parents=True, exist_ok=True)
+    with Pool(2) as pool:
+        out = dict(pool.imap_unordered(_one, paths(), chunksize=16))
+    CACHE.write_bytes(pickle.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    print(f"{len(load())} fingerprints in {CACHE}")

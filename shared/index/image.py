@@ -1,0 +1,164 @@
+"""The image catalog index: exact at the threshold for the global hash, approximate for local features.
+
+Role: the ``CandidateIndex`` for the image kind (loaded by ``shared.index.make_index("image")``). Given a
+query ``ImageFingerprint`` it proposes, best first, the few catalog items worth the kind's full
+``compare``. Imports nothing from Flask or Celery.
+
+Two stages, because the image compare has two kinds of evidence (``shared/kinds/image/scoring.py``):
+
+1. **Global hash, exact** (``image_hashes.py``): every live item whose dihedral hash distance to the
+   query (the compare's own ``best_alignment``) is at most ``image_hash_radius_bits`` (31 = a global score
+   of 0.80, the default match threshold) is returned, nearest first. Multi-index hashing with
+   pigeonhole-sized probing makes this exact, not approximate: nothing the global stage would match at the
+   threshold is missed (``tests/test_index_image.py`` checks it against brute force; the benchmark on
+   10^6 items too). Re-encodings, resizes, colour edits, mirrors, quarter turns and uniform padding are
+   found here.
+2. **Local features, approximate** (``image_words.py``): visual-word votes over a subset of each item's
+   ORB descriptors propose up to ``image_local_candidates`` more items for crops, canvases/screenshots,
+   logos and small rotations, which the hash misses. Its recall per transform family is measured, not
+   guaranteed (``bench/catalog/image/REPORT.md``). The whole-frame thumbnail check of the compare (text
+   watermarks on smooth pictures) has no index of its own: such copies are found only if one of the two
+   stages proposes them.
+
+Small catalogs (at most ``image_exhaustive_below`` live items) propose every item, ranked by the same
+rule: search there is exactly pairwise matching, at a few compares' cost.
+
+Measured (``bench/catalog/image/REPORT.md``, 200,000 items, 196,897 of them synthetic distractors derived
+from real fingerprints): the exact stage returned exactly the brute-force scan's items on every checked
+query; Recall@10 is 97-100% of pairwise recall on re-encoding, resizing, colour, mirrors and quarter
+turns, but only 13-94% on the local-feature families (screenshots 13%, 50% crops 23%, crops <= 25% 44%,
+small rotations 60%, logos 84%, padding 94%): the word stage is the weak part, and the latency targets
+(p50 <= 10 ms) are missed (154 ms p50 at 200k on the shared 2-core machine).
+
+Memory per item (measured at 200k): 256 bytes of hashes, ~706 bytes of hash postings (16 substrings of
+hash 0 and up to 112 distinct ones of hashes 1-7, 5 bytes each), ~1,544 bytes of word postings (12 bytes
+per indexed keypoint, 128 by default) and ~109 of slot bookkeeping: 2.6 KB. No fingerprint is kept
+(``compact``: the replica loads the candidates' full fingerprints from the store).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.index.image_hashes import HashStage, alignment_bits, as_u64
+from shared.index.image_words import WordStage
+from shared.kinds.image.fingerprint import ImageFingerprint
+from shared.protocol import Fingerprint
+from shared.settings import Settings
+
+_NO_SLOT = -1
+
+
+class ImageIndex:
+    #: The replica keeps no fingerprints for this index and loads the candidates' from the store.
+    compact = True
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        s = (settings or Settings()).index
+        self.local_candidates = s.image_local_candidates
+        self.exhaustive_below = s.image_exhaustive_below
+        self.hashes = HashStage(s.image_hash_radius_bits)
+        self.words = WordStage(
+            s.image_local_keypoints, s.image_code_max_bits, s.image_local_min_votes, s.image_query_cells_per_half
+        )
+        self._slot_of: dict[int, int] = {}
+        self._keys = np.zeros(1024, np.int64)
+        self._alive = np.zeros(1024, bool)
+        self._codes = np.zeros((1024, 8, 4), np.uint64)
+        self._used = 0
+
+    # -- the CandidateIndex protocol --------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def add(self, key: int, fp: Fingerprint) -> None:
+        self.add_many([(key, fp)])
+
+    def add_many(self, items: list[tuple[int, Fingerprint]]) -> None:
+        """Add several items at once (one quantiser call); a key already present is replaced."""
+        if not items:
+            return
+        for key, _ in items:
+            self.remove(key)
+        fps = [_image(fp) for _, fp in items]
+        first = self._used
+        self._grow(first + len(items))
+        slots = np.arange(first, first + len(items), dtype=np.int64)
+        self._used += len(items)
+        codes = np.stack([np.frombuffer(b"".join(fp.hashes), np.uint8).reshape(8, 32) for fp in fps])
+        self._codes[slots] = as_u64(codes)
+        for (key, _), slot in zip(items, slots.tolist(), strict=True):
+            self._keys[slot] = key
+            self._alive[slot] = True
+            self._slot_of[key] = slot
+        self.hashes.add_many(slots, codes, self._alive)
+        self.words.add_many(slots, [fp.features.descriptors() for fp in fps], self._alive)
+
+    def remove(self, key: int) -> None:
+        slot = self._slot_of.pop(key, _NO_SLOT)
+        if slot != _NO_SLOT:
+            self._alive[slot] = False
+
+    def candidates(self, query: Fingerprint, limit: int) -> list[int]:
+        """Items within the hash radius (all of them, nearest first), then up to ``min(limit,
+        image_local_candidates)`` more from the local stage (most votes first)."""
+        q = _image(query)
+        qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
+        if len(self._slot_of) <= self.exhaustive_below:
+            slots = np.flatnonzero(self._alive[: self._used])
+            bits = alignment_bits(qcodes, self._codes[slots])
+            return [int(k) for k in self._keys[slots[np.lexsort((slots, bits))]]]
+        exact, _ = self.hashes.search(qcodes, self._codes[: self._used], self._alive)
+        local, _ = self.words.search(
+            q.features.descriptors(), q.features.descriptors(mirror=True), self._alive[: self._used],
+            min(limit, self.local_candidates) + len(exact),
+        )
+        seen = set(exact.tolist())
+        extra = [s for s in local.tolist() if s not in seen][: min(limit, self.local_candidates)]
+        return [int(self._keys[s]) for s in exact.tolist() + extra]
+
+    # -- introspection ----------------------------------------------------------------------------------
+    def hash_neighbours(self, query: Fingerprint) -> list[tuple[int, int]]:
+        """(key, bits) of every item within the hash radius, nearest first: the exact stage alone."""
+        q = _image(query)
+        qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
+        slots, bits = self.hashes.search(qcodes, self._codes[: self._used], self._alive)
+        return [(int(self._keys[s]), int(b)) for s, b in zip(slots.tolist(), bits.tolist(), strict=True)]
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes held by the index's arrays (the pk -> slot dict is estimated at 100 bytes an entry)."""
+        return {
+            "hash_codes": self._codes[: self._used].nbytes,
+            "hash_postings": self.hashes.postings.nbytes,
+            "word_postings": self.words.postings.nbytes,
+            "slots": self._keys[: self._used].nbytes + self._alive[: self._used].nbytes + 100 * len(self._slot_of),
+        }
+
+    def compact_now(self) -> None:
+        """Merge recent postings (and purge removed items') now rather than at the next threshold."""
+        self.hashes.postings.merge(self._alive)
+        self.words.postings.merge(self._alive)
+
+    def _grow(self, need: int) -> None:
+        cap = len(self._keys)
+        if need <= cap:
+            return
+        while cap < need:
+            cap *= 2
+        self._keys = np.resize(self._keys, cap)
+        alive = np.zeros(cap, bool)
+        alive[: len(self._alive)] = self._alive
+        self._alive = alive
+        codes = np.zeros((cap, 8, 4), np.uint64)
+        codes[: len(self._codes)] = self._codes
+        self._codes = codes
+
+
+def _image(fp: Fingerprint) -> ImageFingerprint:
+    if not isinstance(fp, ImageFingerprint):
+        raise TypeError(f"the image index holds image fingerprints, not {type(fp).__name__}")
+    return fp
+
+
+def make_index(settings: Settings | None = None) -> ImageIndex:
+    return ImageIndex(settings)
