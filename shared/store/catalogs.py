@@ -127,7 +127,7 @@ class Catalogs:
             else:
                 pk = row.pk
                 conn.execute(catalog_items.update().where(catalog_items.c.pk == pk).values(**values))
-            conn.execute(catalog_events.insert().values(catalog_id=catalog_id, item_pk=pk, at=now))
+            _log_event(conn, catalog_id, pk, now)
         return self.item(catalog_id, external_id)
 
     def item(self, catalog_id: str, external_id: str) -> ItemRecord:
@@ -161,14 +161,14 @@ class Catalogs:
         item = self.item(catalog_id, external_id)
         with self.engine.begin() as conn:
             conn.execute(catalog_items.update().where(catalog_items.c.pk == item.pk).values(enabled=enabled, updated_at=time.time()))
-            conn.execute(catalog_events.insert().values(catalog_id=catalog_id, item_pk=item.pk, at=time.time()))
+            _log_event(conn, catalog_id, item.pk, time.time())
         return self.item(catalog_id, external_id)
 
     def delete_item(self, catalog_id: str, external_id: str) -> None:
         item = self.item(catalog_id, external_id)
         with self.engine.begin() as conn:
             conn.execute(catalog_items.delete().where(catalog_items.c.pk == item.pk))
-            conn.execute(catalog_events.insert().values(catalog_id=catalog_id, item_pk=item.pk, at=time.time()))
+            _log_event(conn, catalog_id, item.pk, time.time())
 
     def changes(
         self, catalog_id: str, kind: str, version: int, after_event_id: int, limit: int | None = None
@@ -229,6 +229,16 @@ class Catalogs:
         m.pop("created_at")
         m["data"] = bytes(m["data"])
         return StoredFingerprint(**m)
+
+
+def _log_event(conn: sa.Connection, catalog_id: str, item_pk: int, at: float) -> None:
+    """Append a change-log event as the transaction's last statement. On PostgreSQL a transaction-scoped
+    advisory lock per catalog is taken first, so the catalog's event ids commit in the order they are
+    allocated: a replica that has read event N can never later find a smaller id committed (which it would
+    skip forever). SQLite serialises writers already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:c))"), {"c": catalog_id})
+    conn.execute(catalog_events.insert().values(catalog_id=catalog_id, item_pk=item_pk, at=at))
 
 
 def require_kind(catalog: CatalogRecord, kind: str) -> None:
