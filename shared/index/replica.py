@@ -21,13 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from shared.index import CandidateIndex, make_index
 from shared.protocol import Fingerprint, Match, MediaKind
 from shared.settings import Settings
 from shared.store import ItemRecord, Store
-from shared.store.tables import catalog_items, fingerprints
 
 
 @dataclass(frozen=True)
@@ -139,28 +136,8 @@ def load_items(store: Store, kind: MediaKind, version: int, pks: list[int]) -> l
     ``_LOAD_CHUNK``). An item deleted or disabled since the replica's last refresh is left out."""
     found: dict[int, tuple[ItemRecord, Fingerprint]] = {}
     for i in range(0, len(pks), _LOAD_CHUNK):
-        chunk = pks[i : i + _LOAD_CHUNK]
-        with store.catalogs.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(catalog_items, fingerprints.c.data)
-                .join(
-                    fingerprints,
-                    sa.and_(
-                        fingerprints.c.sha256 == catalog_items.c.sha256,
-                        fingerprints.c.kind == catalog_items.c.kind,
-                        fingerprints.c.version == version,
-                    ),
-                )
-                .where(
-                    catalog_items.c.pk.in_(chunk),
-                    catalog_items.c.kind == kind.name,
-                    catalog_items.c.enabled.is_(True),
-                )
-            ).all()
-        for row in rows:
-            m = dict(row._mapping)
-            data = m.pop("data")
-            found[m["pk"]] = (ItemRecord(**m), kind.fingerprint_from_bytes(bytes(data)))
+        for item, data in store.catalogs.live_items(pks[i : i + _LOAD_CHUNK], kind.name, version):
+            found[item.pk] = (item, kind.fingerprint_from_bytes(data))
     return [found[pk] for pk in pks if pk in found]
 
 

@@ -189,6 +189,12 @@ class Catalogs:
             if not events:
                 return after_event_id, [], []
             pks = sorted({pk for _, pk in events})
+        return events[-1].id, pks, self.live_items(pks, kind, version)
+
+    def live_items(self, pks: list[int], kind: str, version: int) -> list[tuple[ItemRecord, bytes]]:
+        """The enabled items of ``kind`` among ``pks``, each with its stored fingerprint of ``version``
+        (items deleted or disabled meanwhile are left out), in no particular order."""
+        with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(catalog_items, fingerprints.c.data)
                 .join(
@@ -206,7 +212,7 @@ class Catalogs:
             m = dict(row._mapping)
             data = m.pop("data")
             live.append((ItemRecord(**m), bytes(data)))
-        return events[-1].id, pks, live
+        return live
 
     # -- the fingerprint cache --------------------------------------------------------------------------
     def put_fingerprint(self, fp: StoredFingerprint) -> None:
