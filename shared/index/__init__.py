@@ -2,20 +2,20 @@
 
 One protocol serves every kind (``CandidateIndex``: ``add``, ``remove``, ``candidates``). The brute-force
 index is the reference: it proposes every item, so search through it is exactly pairwise matching
-against the whole catalog. Faster kind-specific indexes must return a superset of the items that would
-score at or above the operating threshold, which the conformance tests check against this reference.
-``replica.CatalogIndex`` keeps one index per (catalog, kind) fresh from the database's change log.
+against the whole catalog. A faster kind-specific index (``shared.index.<kind>``, built by its
+``make_index(settings)``) should return the items that would score at or above the operating threshold,
+best first; each module's docstring says which of its stages are exact and what its candidate caps cost
+(measured against this reference in ``bench/catalog``). ``replica.CatalogIndex`` keeps one index per
+(catalog, kind, shard) fresh from the database's change log.
 
-Optional extensions, which the replica uses when an index has them (old indexes keep working): a module's
-``make_index(settings)`` is given the ``Settings`` when it takes a parameter; ``add_many(items)`` adds a
-page of items at once; a class attribute ``compact = True`` says the index keeps its own compact arrays,
-so the replica holds no fingerprints and loads the candidates' from the store at search time.
+Optional extensions, used when an index has them: ``add_many(items)`` adds a page of items at once; a
+class attribute ``compact = True`` says the index keeps its own compact arrays, so the replica holds no
+fingerprints and loads the candidates' from the store at search time.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Protocol
 
 from shared.protocol import Fingerprint
@@ -54,14 +54,12 @@ class BruteForceIndex:
 
 def make_index(kind_name: str, settings: Settings | None = None) -> CandidateIndex:
     """A new, empty index for ``kind_name``: the module ``shared.index.<kind>`` if it exists (its
-    ``make_index()``, given ``settings`` when it takes a parameter), else the brute-force reference."""
+    ``make_index(settings)``), else the brute-force reference."""
     try:
         module = importlib.import_module(f"shared.index.{kind_name}")
     except ModuleNotFoundError as exc:
         if exc.name != f"shared.index.{kind_name}":
             raise
         return BruteForceIndex()
-    factory = module.make_index
-    takes_settings = bool(inspect.signature(factory).parameters)
-    index: CandidateIndex = factory(settings) if takes_settings else factory()
+    index: CandidateIndex = module.make_index(settings)
     return index
