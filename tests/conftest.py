@@ -176,3 +176,16 @@ def media_server() -> Iterator[HTTPTestServer]:
 def hook_server() -> Iterator[HTTPTestServer]:
     with http_server() as srv:
         yield srv
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store on each database the project supports: a SQLite file, and the session's PostgreSQL
+    database (its tables dropped afterwards)."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    s = Store.from_url(url)
+    yield s
+    from shared.store.tables import metadata
+
+    metadata.drop_all(s.engine)
+    s.engine.dispose()

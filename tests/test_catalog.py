@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,6 @@ from shared.settings import Settings
 from shared.store import Store
 from tests.conftest import ApiServer, WorkerProcess, base_settings
 from tests.servers import HTTPTestServer, Reply
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'c.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    s = Store.from_url(url)
-    yield s
-    from shared.store.tables import metadata
-
-    metadata.drop_all(s.engine)
-    s.engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -198,17 +197,6 @@ def test_postings_survive_merges_and_removals() -> None:
 
 
 # -- freshness through the replica and the store ----------------------------------------------------------
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'i.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    s = Store.from_url(url)
-    yield s
-    from shared.store.tables import metadata
-
-    metadata.drop_all(s.engine)
-    s.engine.dispose()
-
-
 def test_replica_add_remove_disable_and_restart(store: Store, library: dict[str, tuple[Path, ImageFingerprint]]) -> None:
     kind = get_kind("image")
     version = fingerprint_version("image")
