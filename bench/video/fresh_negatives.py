@@ -362,14 +362,7 @@ def main() -> None:
                 "fp_pairs": vfp,
             }
     if args.signature:
-        cache = CACHE / "signature.json"
-        known = json.loads(cache.read_text()) if cache.exists() else {}
-        for a, b in card_only:
-            if a + "|" + b not in known:
-                known[a + "|" + b] = peers.signature_match(a, b)
-                cache.write_text(json.dumps(known))
-        sfp = [(Path(a).name, Path(b).name) for a, b in card_only if known[a + "|" + b][0]]
-        report["signature_card_only"] = {"pairs": len(card_only), "false_matches": len(sfp), "fp_pairs": sfp}
+        report["signature_card_only"] = negatives.signature_false_matches(card_only)
     suffix = f"_{args.tag}" if args.tag else ""
     (CACHE / f"fresh_negatives{suffix}.json").write_text(json.dumps({**report, "rows": all_rows}, indent=1))
     print(json.dumps(report, indent=1))

@@ -198,6 +198,18 @@ def fingerprints(files: list[str], settings: Settings) -> dict[str, object]:
     return fps
 
 
+def signature_false_matches(pairs: list[tuple[str, str]]) -> dict[str, object]:
+    """FFmpeg's signature filter on ``pairs`` (one ffmpeg process per pair, cached in signature.json)."""
+    cache = CACHE / "signature.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    for a, b in pairs:
+        if a + "|" + b not in known:
+            known[a + "|" + b] = peers.signature_match(a, b)
+            cache.write_text(json.dumps(known))
+    sfp = [(Path(a).name, Path(b).name) for a, b in pairs if known[a + "|" + b][0]]
+    return {"pairs": len(pairs), "false_matches": len(sfp), "fp_pairs": sfp}
+
+
 def upper_bound_95(false: int, n: int) -> float:
     """One-sided 95% Clopper-Pearson upper bound on a rate (exact; 1 - 0.05**(1/n) when nothing is false)."""
     if false == 0:
@@ -275,14 +287,7 @@ def main() -> None:
             "fp_pairs": vfp,
         }
     if args.signature:
-        cache = CACHE / "signature.json"
-        known = json.loads(cache.read_text()) if cache.exists() else {}
-        for a, b in hard:
-            if a + "|" + b not in known:
-                known[a + "|" + b] = peers.signature_match(a, b)
-                cache.write_text(json.dumps(known))
-        sfp = [(Path(a).name, Path(b).name) for a, b in hard if known[a + "|" + b][0]]
-        report["signature_card_only"] = {"pairs": len(hard), "false_matches": len(sfp), "fp_pairs": sfp}
+        report["signature_card_only"] = signature_false_matches(hard)
     report["settings_overrides"] = args.set
     (CACHE / f"negatives{'_' + args.tag if args.tag else ''}.json").write_text(
         json.dumps({**report, "rows": rows}, indent=1)
