@@ -148,6 +148,12 @@ CLIPS = {
     "crop": dict(pieces=[(1, 0.0, 30.0)], transform=mild_crop),
     "crop_short": dict(pieces=[(7, 0.0, 6.0), (1, 12.0, 4.0), (8, 0.0, 6.0)], transform=off_centre_crop),
     "crop_5s": dict(pieces=[(7, 0.0, 6.0), (1, 12.0, 5.0), (8, 0.0, 6.0)], transform=off_centre_crop),
+    "head": dict(pieces=[(1, 0.0, 10.0)]),
+    # two different videos opening on the same 5 s of moving footage (an animated channel intro) ...
+    "opening_a": dict(pieces=[(12, 0.0, 5.0), (2, 0.0, 12.0)]),
+    "opening_b": dict(pieces=[(12, 0.0, 5.0), (3, 0.0, 12.0)]),
+    # ... and a third that also shares later footage with the first
+    "opening_c": dict(pieces=[(12, 0.0, 5.0), (3, 0.0, 4.0), (2, 3.0, 8.0)]),
 }
 
 
@@ -305,6 +311,37 @@ def test_a_shared_title_card_is_not_a_match(clip_dir: Path) -> None:
         fps.append(KIND.fingerprint(media(path), SETTINGS))
     m = KIND.compare(fps[0], fps[1], SETTINGS)
     assert not m.segments and m.similarity_score < THRESHOLD
+
+
+def test_a_shared_animated_intro_is_not_a_match(clip) -> None:
+    """5 s of moving footage at the start of two different videos is a shared opening: no match, a warning,
+    and the dropped run in the details; with the rule off the same pair matches on it."""
+    m = compare(clip, "opening_a", "opening_b")
+    assert not m.segments and m.similarity_score < THRESHOLD
+    assert m.warnings == ("shared_opening",)
+    opening = m.details["shared_opening"]
+    assert opening["source_start"] <= 0.5 and opening["target_start"] <= 0.5
+    assert 4.0 <= opening["source_end"] <= 5.5 and 4.0 <= opening["target_end"] <= 5.5
+    off = dataclasses.replace(SETTINGS, video=dataclasses.replace(SETTINGS.video, shared_opening_max_s=0.0))
+    loose = KIND.compare(clip("opening_a")[1], clip("opening_b")[1], off)
+    assert loose.similarity_score >= THRESHOLD and len(loose.segments) == 1
+
+
+def test_a_shared_opening_next_to_other_shared_footage_is_kept(clip) -> None:
+    """When the videos share more than their opening, the opening is shared content like the rest."""
+    m = compare(clip, "opening_a", "opening_c")
+    assert m.similarity_score >= THRESHOLD and "shared_opening" not in m.warnings
+    first, second = sorted(m.segments, key=lambda seg: seg.source_start_s)
+    assert_segment(first, (0.0, 5.0), (0.0, 5.0))
+    assert_segment(second, (8.0, 16.0), (9.0, 17.0))
+
+
+def test_the_first_seconds_copied_whole_are_not_an_opening(clip) -> None:
+    """A copy of a video's first 10 s covers all of the copy: a trimmed clip, not a shared intro."""
+    m = compare(clip, "source", "head")
+    assert m.similarity_score >= 0.9 and not m.warnings
+    (seg,) = m.segments
+    assert_segment(seg, (0.0, 10.0), (0.0, 10.0))
 
 
 def _card_first_5s():

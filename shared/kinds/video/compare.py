@@ -27,6 +27,18 @@ rescued match says so in ``details.crop_rescue`` and always has ``low`` confiden
 
 Videos with almost no information (black, blank, a single still) are refused up front: score 0, warning
 ``low_information``, confidence ``low``. A still image shown for minutes is an image question, not a video one.
+
+A shared opening is not a match (``_is_shared_opening``): a run that starts where both videos' pictures
+start (within ``shared_opening_tolerance_s`` of each one's first informative sample), lasts at most
+``shared_opening_max_s`` and covers at most half of each video's informative span is what a channel intro,
+a studio logo or a title card shared by two different uploads looks like. Animated intros (a zoom, a logo
+sting) show several pictures, so the distinct-pictures rule alone lets them through; their position is
+the signal. When such runs are all that a reading found, they are dropped and the strongest is
+reported in ``details.shared_opening`` with the warning ``shared_opening``; next to any other run they are
+kept (the videos share content anyway, and a copy whose alignment broke in two keeps its first piece). The
+price: reuse of only a source's first seconds at the start of an otherwise different video is dropped the
+same way (a copy covering most of either video, a trimmed clip, or reuse further in is not affected).
+``shared_opening_max_s = 0`` turns the rule off.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ from shared.kinds.video.fingerprint import VideoFingerprint
 from shared.kinds.video.frames import FLIP_MASK, ROBUST_BYTES, distinct_count
 from shared.kinds.video.soundtrack import audio_similarity
 from shared.protocol import Confidence, Match
-from shared.settings import Settings
+from shared.settings import Settings, VideoSettings
 
 #: Evidence (distinct aligned samples) at which the evidence factor reaches 1 - 1/e.
 EVIDENCE_SCALE = 8.0
@@ -85,15 +97,24 @@ def compare(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -> Mat
         prefilter_bytes=ROBUST_BYTES,
         prefilter_max_distance_bits=vs.prefilter_max_distance_bits,
     )
-    readings = [_reading(_lively_runs(m, vs.max_gap_s, a, b, settings), m, a, b) for m in (direct, mirrored)]
+    readings = [
+        _reading(_lively_runs(m, vs.max_gap_s, a, b, settings), m, a, b, settings) for m in (direct, mirrored)
+    ]
     flipped = readings[1].score > readings[0].score + FLIP_MARGIN
     best = readings[1] if flipped else readings[0]
     rescued = False
     if vs.crop_rescue and best.score < vs.match_threshold:
         rescue = _crop_rescue(a, b, settings)
-        if rescue is not None and rescue.score > best.score:
-            best, flipped, rescued = rescue, False, True
+        if rescue is not None:
+            readings.append(rescue)
+            if rescue.score > best.score:
+                best, flipped, rescued = rescue, False, True
     score, runs = best.score, best.runs
+    openings = [r for reading in readings for r in reading.openings]
+    warnings: tuple[str, ...] = ()
+    if openings and not runs:
+        details["shared_opening"] = max(openings, key=lambda r: r.votes).to_segment().to_json()
+        warnings = ("shared_opening",)
     details.update(
         flipped=flipped,
         crop_rescue=rescued,
@@ -107,6 +128,7 @@ def compare(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -> Mat
         similarity_score=score,
         confidence="low" if rescued else _confidence(score, vs.match_threshold),
         segments=tuple(r.to_segment() for r in runs),
+        warnings=warnings,
         details=details,
     )
 
@@ -118,9 +140,15 @@ class _Reading:
     score: float
     runs: list[Run]
     frame_matches: int
+    #: Runs dropped as a shared opening (``_is_shared_opening``).
+    openings: list[Run] = dataclasses.field(default_factory=list)
 
 
-def _reading(runs: list[Run], matches: FrameMatches, a: VideoFingerprint, b: VideoFingerprint) -> _Reading:
+def _reading(
+    runs: list[Run], matches: FrameMatches, a: VideoFingerprint, b: VideoFingerprint, settings: Settings
+) -> _Reading:
+    if runs and all(_is_shared_opening(r, a, b, settings.video) for r in runs):
+        return _Reading(0.0, [], len(matches), runs)
     return _Reading(score_runs(runs, a.duration_s, b.duration_s), runs, len(matches))
 
 
@@ -185,6 +213,8 @@ def _crop_rescue(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -
     ]
     if not runs:
         return None
+    if all(_is_shared_opening(r, a, b, vs) for r in runs):
+        return _Reading(0.0, [], len(matches), runs)
     aligned = sum(r.aligned for r in runs)
     quality = sum(r.score * r.aligned for r in runs) / aligned
     return _Reading(float(np.clip(quality, 0.0, 1.0)), runs, len(matches))
@@ -227,6 +257,26 @@ def _lively(run: Run, a: VideoFingerprint, b: VideoFingerprint, min_distinct: in
         k0 = max(0, round(start_s * fp.sample_fps) - fp.start_index)
         k1 = max(k0, round(end_s * fp.sample_fps) - fp.start_index)
         if distinct_count(fp.hashes[k0:k1], fp.informative[k0:k1], CHANGE_BITS) < min_distinct:
+            return False
+    return True
+
+
+def _is_shared_opening(run: Run, a: VideoFingerprint, b: VideoFingerprint, vs: VideoSettings) -> bool:
+    """Whether ``run`` looks like an intro shared by two different videos; see the module docstring."""
+    if vs.shared_opening_max_s <= 0:
+        return False
+    for fp, start_s, end_s in (
+        (a, run.source_start_s, run.source_end_s),
+        (b, run.target_start_s, run.target_end_s),
+    ):
+        shown = fp.timestamps_s[fp.informative]
+        if shown.size == 0:
+            return False
+        first_s, span_s = float(shown[0]), float(shown[-1] - shown[0]) + fp.step_s
+        length_s = end_s - start_s
+        if start_s - first_s > vs.shared_opening_tolerance_s or length_s > vs.shared_opening_max_s:
+            return False
+        if length_s > 0.5 * span_s:
             return False
     return True
 
