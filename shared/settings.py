@@ -201,11 +201,11 @@ class VideoSettings:
     rescue_max_gap_s: float = 1.0
     rescue_min_aligned: int = 5
     rescue_min_votes: float = 1.7
-    #: A run starting within ``shared_opening_tolerance_s`` of where both videos' pictures start, at most
-    #: ``shared_opening_max_s`` long and covering at most half of each video is a shared intro or title
-    #: card, not a match (``shared.kinds.video.compare``, "shared opening"); 0 turns the rule off.
-    shared_opening_max_s: float = 10.0
-    shared_opening_tolerance_s: float = 1.0
+    #: A run starting within ``intro_outro_tolerance_s`` of where both videos' pictures start (or ending
+    #: where both end), at most ``intro_outro_max_s`` long and covering at most half of each video, is a
+    #: shared intro, title card or end screen, not a match (``shared.kinds.video.compare``); 0 turns it off.
+    intro_outro_max_s: float = 10.0
+    intro_outro_tolerance_s: float = 1.0
     #: Let the decoder drop non-reference frames (about 1.8x faster on H.264 with B-frames); decoding
     #: falls back to every frame when too few remain per sample.
     skip_nonref_frames: bool = True

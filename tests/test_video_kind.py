@@ -21,7 +21,7 @@ import pytest
 from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream, UnsupportedMedia
 from shared.kinds import get_kind
 from shared.kinds.video import KIND, VideoFingerprint
-from shared.protocol import LocalMedia, Match
+from shared.protocol import LocalMedia, Match, Segment
 from shared.settings import Settings, VideoSettings
 from shared.sniff import sniff
 
@@ -153,7 +153,10 @@ CLIPS = {
     "opening_a": dict(pieces=[(12, 0.0, 5.0), (2, 0.0, 12.0)]),
     "opening_b": dict(pieces=[(12, 0.0, 5.0), (3, 0.0, 12.0)]),
     # ... and a third that also shares later footage with the first
-    "opening_c": dict(pieces=[(12, 0.0, 5.0), (3, 0.0, 4.0), (2, 3.0, 8.0)]),
+    "opening_c": dict(pieces=[(12, 0.0, 5.0), (3, 0.0, 4.0), (2, 3.0, 8.0), (4, 0.0, 4.0)]),
+    # two different videos closing on the same 6 s (an end screen) after 1 s of black
+    "closing_a": dict(pieces=[(2, 0.0, 12.0), (13, 0.0, 6.0), (-1, 0.0, 1.0)]),
+    "closing_b": dict(pieces=[(3, 0.0, 14.0), (13, 0.0, 6.0), (-1, 0.0, 1.0)]),
 }
 
 
@@ -313,30 +316,39 @@ def test_a_shared_title_card_is_not_a_match(clip_dir: Path) -> None:
     assert not m.segments and m.similarity_score < THRESHOLD
 
 
-def test_a_shared_animated_intro_is_not_a_match(clip) -> None:
-    """5 s of moving footage at the start of two different videos is a shared opening: no match, a warning,
-    and the dropped run in the details; with the rule off the same pair matches on it."""
-    m = compare(clip, "opening_a", "opening_b")
+@pytest.mark.parametrize(
+    ("a", "b", "where", "source", "target"),
+    [
+        ("opening_a", "opening_b", "intro", (0.0, 5.0), (0.0, 5.0)),
+        ("closing_a", "closing_b", "outro", (12.0, 18.0), (14.0, 20.0)),
+    ],
+)
+def test_a_shared_animated_intro_or_outro_is_not_a_match(clip, a, b, where, source, target) -> None:
+    """Moving footage shared only at the start (or the end, before black) of two different videos is a
+    shared intro (outro): no match, a warning, the dropped run in the details; with the rule off the same
+    pair matches on it."""
+    m = compare(clip, a, b)
     assert not m.segments and m.similarity_score < THRESHOLD
-    assert m.warnings == ("shared_opening",)
-    opening = m.details["shared_opening"]
-    assert opening["source_start"] <= 0.5 and opening["target_start"] <= 0.5
-    assert 4.0 <= opening["source_end"] <= 5.5 and 4.0 <= opening["target_end"] <= 5.5
-    off = dataclasses.replace(SETTINGS, video=dataclasses.replace(SETTINGS.video, shared_opening_max_s=0.0))
-    loose = KIND.compare(clip("opening_a")[1], clip("opening_b")[1], off)
+    assert m.warnings == (f"shared_{where}",)
+    d = m.details[f"shared_{where}"]
+    assert_segment(
+        Segment(d["source_start"], d["source_end"], d["target_start"], d["target_end"], 1), source, target
+    )
+    off = dataclasses.replace(SETTINGS, video=dataclasses.replace(SETTINGS.video, intro_outro_max_s=0.0))
+    loose = KIND.compare(clip(a)[1], clip(b)[1], off)
     assert loose.similarity_score >= THRESHOLD and len(loose.segments) == 1
 
 
-def test_a_shared_opening_next_to_other_shared_footage_is_kept(clip) -> None:
-    """When the videos share more than their opening, the opening is shared content like the rest."""
+def test_a_shared_intro_next_to_other_shared_footage_is_kept(clip) -> None:
+    """When the videos share more than their intro, the intro is shared content like the rest."""
     m = compare(clip, "opening_a", "opening_c")
-    assert m.similarity_score >= THRESHOLD and "shared_opening" not in m.warnings
+    assert m.similarity_score >= THRESHOLD and not m.warnings
     first, second = sorted(m.segments, key=lambda seg: seg.source_start_s)
     assert_segment(first, (0.0, 5.0), (0.0, 5.0))
     assert_segment(second, (8.0, 16.0), (9.0, 17.0))
 
 
-def test_the_first_seconds_copied_whole_are_not_an_opening(clip) -> None:
+def test_the_first_seconds_copied_whole_are_not_an_intro(clip) -> None:
     """A copy of a video's first 10 s covers all of the copy: a trimmed clip, not a shared intro."""
     m = compare(clip, "source", "head")
     assert m.similarity_score >= 0.9 and not m.warnings

@@ -1,13 +1,14 @@
-"""Held-out shared intros: four new intro styles, each before six different clips (60 intro-only pairs).
+"""Held-out shared intros and outros: four new styles, each with six different clips (60 pairs that share
+only the intro or outro).
 
 Usage: ``.venv/bin/python bench/video/intros.py [--signature] [--set FIELD=VALUE ...]`` (after
 ``fresh_negatives.py``, whose clips are the bodies). Clips go to ``bench/data/video/intros/``, results to
 ``bench/cache/video/intros[_<tag>].json``.
 
-Why: the shared-opening rule (``shared.kinds.video.compare``) was written after ``fresh_negatives.py``'s
-"NOW SHOWING" zoom card matched 28 of 28 card-only pairs. That set cannot also be its test, so these
-intros were designed, in this file, before the rule was run on any of them. They vary what the rule
-relies on and what it does not:
+Why: the intro/outro rule (``shared.kinds.video.compare``, ``_bookend``) was written after
+``fresh_negatives.py``'s "NOW SHOWING" zoom card matched 28 of 28 card-only pairs. That set cannot also be
+its test, so these were designed, in this file, before the rule was run on any of them. They vary what
+the rule relies on and what it does not:
 
 - ``sting``: a logo sting, 3 s: a white square turning 0 -> 90 degrees and growing on a navy background,
   a name fading in under it (motion all the way: every sample a different picture);
@@ -16,9 +17,9 @@ relies on and what it does not:
   hard cuts in picture);
 - ``leadin``: 1 s of black, then a card zooming 1.0 -> 1.2 on a vignette for 4 s (the intro does not start
   at the first frame; the rule measures from each video's first informative sample);
-- ``credits``: 9 s of text lines scrolling up over a dark gradient (long, lively, near the rule's 10 s
-  length limit; where the body after it is short, the intro is more than half the video and the rule
-  does not apply: those pairs are counted, not hidden).
+- ``credits``: an *outro* after the clip: 9 s of text lines scrolling up over a dark gradient (long,
+  lively, near the rule's 10 s length limit; where the clip before it is short, the credits are more
+  than half the video and the rule does not apply: those pairs are counted, not hidden).
 
 Bodies are ``fresh_negatives.py``'s clips (six per intro, no body twice within an intro); the intro-only
 pairs share the intro and nothing else. The script reports, per intro, how many pairs match with the
@@ -136,7 +137,7 @@ MAKERS = {"sting": _sting, "montage": _montage, "leadin": _leadin, "credits": _c
 
 
 def build() -> dict[str, list[str]]:
-    """Write the intros and the intro+body clips; return the clips of each intro."""
+    """Write the intros and outro and the clips with them; return the clips of each."""
     OUT.mkdir(parents=True, exist_ok=True)
     music = negatives._long_tracks()
     clips: dict[str, list[str]] = {}
@@ -149,7 +150,10 @@ def build() -> dict[str, list[str]]:
             out = OUT / f"i_{intro}_{body}.mp4"
             if not out.exists():
                 listing = OUT / f"{out.stem}.txt"
-                listing.write_text(f"file '{card}'\nfile '{fresh_negatives.OUT / f'f_{body}.mp4'}'\n")
+                parts = [card, fresh_negatives.OUT / f"f_{body}.mp4"]
+                if intro == "credits":  # an outro
+                    parts.reverse()
+                listing.write_text("".join(f"file '{part}'\n" for part in parts))
                 sources.run(
                     ["ffmpeg", "-y", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing)]
                     + [*sources.X264, "-c:a", "aac", "-b:a", "128k", str(out)]

@@ -28,17 +28,17 @@ rescued match says so in ``details.crop_rescue`` and always has ``low`` confiden
 Videos with almost no information (black, blank, a single still) are refused up front: score 0, warning
 ``low_information``, confidence ``low``. A still image shown for minutes is an image question, not a video one.
 
-A shared opening is not a match (``_is_shared_opening``): a run that starts where both videos' pictures
-start (within ``shared_opening_tolerance_s`` of each one's first informative sample), lasts at most
-``shared_opening_max_s`` and covers at most half of each video's informative span is what a channel intro,
-a studio logo or a title card shared by two different uploads looks like. Animated intros (a zoom, a logo
-sting) show several pictures, so the distinct-pictures rule alone lets them through; their position is
-the signal. When such runs are all that a reading found, they are dropped and the strongest is
-reported in ``details.shared_opening`` with the warning ``shared_opening``; next to any other run they are
-kept (the videos share content anyway, and a copy whose alignment broke in two keeps its first piece). The
-price: reuse of only a source's first seconds at the start of an otherwise different video is dropped the
-same way (a copy covering most of either video, a trimmed clip, or reuse further in is not affected).
-``shared_opening_max_s = 0`` turns the rule off.
+A shared intro or outro is not a match (``_bookend``): a run that starts where both videos' pictures start
+(within ``intro_outro_tolerance_s`` of each one's first informative sample) or ends where both end, lasts
+at most ``intro_outro_max_s`` and covers at most half of each video's informative span is what a channel
+intro, a studio logo, a title card or an end screen shared by two different uploads looks like. Animated
+ones (a zoom, a logo sting, rolling credits) show several pictures, so the distinct-pictures rule alone lets
+them through; their position is the signal. When such runs are all that a reading found, they are dropped
+and the strongest is reported in ``details.shared_intro`` (or ``shared_outro``) with the warning of the same
+name; next to any other run they are kept (the videos share content anyway, and a copy whose alignment
+broke in two keeps its first piece). The price: reuse of only a source's first (or last) seconds at the
+start (or end) of an otherwise different video is dropped the same way; a copy covering most of either
+video, a trimmed clip, and reuse anywhere else are not affected. ``intro_outro_max_s = 0`` turns it off.
 """
 
 from __future__ import annotations
@@ -110,11 +110,12 @@ def compare(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -> Mat
             if rescue.score > best.score:
                 best, flipped, rescued = rescue, False, True
     score, runs = best.score, best.runs
-    openings = [r for reading in readings for r in reading.openings]
     warnings: tuple[str, ...] = ()
-    if openings and not runs:
-        details["shared_opening"] = max(openings, key=lambda r: r.votes).to_segment().to_json()
-        warnings = ("shared_opening",)
+    bookends = [(r, where) for reading in readings for r, where in reading.bookends]
+    if bookends and not runs:
+        strongest, where = max(bookends, key=lambda item: item[0].votes)
+        details[f"shared_{where}"] = strongest.to_segment().to_json()
+        warnings = (f"shared_{where}",)
     details.update(
         flipped=flipped,
         crop_rescue=rescued,
@@ -140,15 +141,16 @@ class _Reading:
     score: float
     runs: list[Run]
     frame_matches: int
-    #: Runs dropped as a shared opening (``_is_shared_opening``).
-    openings: list[Run] = dataclasses.field(default_factory=list)
+    #: Runs dropped as a shared intro or outro, with which (``_bookend``).
+    bookends: list[tuple[Run, str]] = dataclasses.field(default_factory=list)
 
 
 def _reading(
     runs: list[Run], matches: FrameMatches, a: VideoFingerprint, b: VideoFingerprint, settings: Settings
 ) -> _Reading:
-    if runs and all(_is_shared_opening(r, a, b, settings.video) for r in runs):
-        return _Reading(0.0, [], len(matches), runs)
+    bookends = _only_bookends(runs, a, b, settings.video)
+    if bookends:
+        return _Reading(0.0, [], len(matches), bookends)
     return _Reading(score_runs(runs, a.duration_s, b.duration_s), runs, len(matches))
 
 
@@ -213,8 +215,9 @@ def _crop_rescue(a: VideoFingerprint, b: VideoFingerprint, settings: Settings) -
     ]
     if not runs:
         return None
-    if all(_is_shared_opening(r, a, b, vs) for r in runs):
-        return _Reading(0.0, [], len(matches), runs)
+    bookends = _only_bookends(runs, a, b, vs)
+    if bookends:
+        return _Reading(0.0, [], len(matches), bookends)
     aligned = sum(r.aligned for r in runs)
     quality = sum(r.score * r.aligned for r in runs) / aligned
     return _Reading(float(np.clip(quality, 0.0, 1.0)), runs, len(matches))
@@ -261,24 +264,35 @@ def _lively(run: Run, a: VideoFingerprint, b: VideoFingerprint, min_distinct: in
     return True
 
 
-def _is_shared_opening(run: Run, a: VideoFingerprint, b: VideoFingerprint, vs: VideoSettings) -> bool:
-    """Whether ``run`` looks like an intro shared by two different videos; see the module docstring."""
-    if vs.shared_opening_max_s <= 0:
-        return False
+def _only_bookends(
+    runs: list[Run], a: VideoFingerprint, b: VideoFingerprint, vs: VideoSettings
+) -> list[tuple[Run, str]]:
+    """``runs`` with where each sits when every one is a shared intro or outro; else (or none) ``[]``."""
+    where = [_bookend(r, a, b, vs) for r in runs]
+    return [(r, w) for r, w in zip(runs, where, strict=True) if w] if runs and all(where) else []
+
+
+def _bookend(run: Run, a: VideoFingerprint, b: VideoFingerprint, vs: VideoSettings) -> str | None:
+    """``"intro"`` or ``"outro"`` when ``run`` looks like one shared by two different videos (see the module
+    docstring), else ``None``."""
+    if vs.intro_outro_max_s <= 0:
+        return None
+    tolerance_s = vs.intro_outro_tolerance_s
+    at_start = at_end = True
     for fp, start_s, end_s in (
         (a, run.source_start_s, run.source_end_s),
         (b, run.target_start_s, run.target_end_s),
     ):
         shown = fp.timestamps_s[fp.informative]
         if shown.size == 0:
-            return False
-        first_s, span_s = float(shown[0]), float(shown[-1] - shown[0]) + fp.step_s
+            return None
+        first_s, last_s = float(shown[0]), float(shown[-1]) + fp.step_s
         length_s = end_s - start_s
-        if start_s - first_s > vs.shared_opening_tolerance_s or length_s > vs.shared_opening_max_s:
-            return False
-        if length_s > 0.5 * span_s:
-            return False
-    return True
+        if length_s > vs.intro_outro_max_s or length_s > 0.5 * (last_s - first_s):
+            return None
+        at_start = at_start and start_s - first_s <= tolerance_s
+        at_end = at_end and last_s - end_s <= tolerance_s
+    return "intro" if at_start else "outro" if at_end else None
 
 
 def _clamped(run: Run, source_duration_s: float, target_duration_s: float) -> Run:
