@@ -73,7 +73,9 @@ def _sting() -> list[np.ndarray]:
         cv2.fillPoly(f, [box.astype(np.int32)], (255, 255, 255))
         alpha = min(1.0, max(0.0, (t - 0.3) / 0.4))
         text = f.copy()
-        cv2.putText(text, "STUDIO NINE", (200, 300), cv2.FONT_HERSHEY_DUPLEX, 1.4, (255, 255, 255), 2, cv2.LINE_AA)
+        cv2.putText(
+            text, "STUDIO NINE", (200, 300), cv2.FONT_HERSHEY_DUPLEX, 1.4, (255, 255, 255), 2, cv2.LINE_AA
+        )
         frames.append(cv2.addWeighted(text, alpha, f, 1 - alpha, 0))
     return frames
 
@@ -104,7 +106,9 @@ def _leadin() -> list[np.ndarray]:
     r = np.hypot((xx - sources.W / 2) / sources.W, (yy - sources.H / 2) / sources.H)
     base = np.clip(180 - 260 * r, 0, 255).astype(np.uint8)
     card = cv2.merge([base // 2, base // 2, base])
-    cv2.putText(card, "EPISODE 12", (170, 200), cv2.FONT_HERSHEY_TRIPLEX, 1.8, (240, 240, 240), 3, cv2.LINE_AA)
+    cv2.putText(
+        card, "EPISODE 12", (170, 200), cv2.FONT_HERSHEY_TRIPLEX, 1.8, (240, 240, 240), 3, cv2.LINE_AA
+    )
     frames = [np.zeros_like(card) for _ in range(FPS)]
     n = 4 * FPS
     for k in range(n):
@@ -116,9 +120,17 @@ def _leadin() -> list[np.ndarray]:
 
 def _credits() -> list[np.ndarray]:
     lines = [
-        "DIRECTED BY A. NOBODY", "PRODUCED BY THE COMMITTEE", "MUSIC: WESNOTH CONTRIBUTORS", "CAMERA: NOBODY",
-        "EDITING: SOMEONE ELSE", "A MEDIAMATCH PRODUCTION", "WITH THANKS TO DEBIAN", "FILMED ON LOCATION",
-        "ALL RIGHTS REVERSED", "NO ANIMALS WERE HARMED", "THE END",
+        "DIRECTED BY A. NOBODY",
+        "PRODUCED BY THE COMMITTEE",
+        "MUSIC: WESNOTH CONTRIBUTORS",
+        "CAMERA: NOBODY",
+        "EDITING: SOMEONE ELSE",
+        "A MEDIAMATCH PRODUCTION",
+        "WITH THANKS TO DEBIAN",
+        "FILMED ON LOCATION",
+        "ALL RIGHTS REVERSED",
+        "NO ANIMALS WERE HARMED",
+        "THE END",
     ]
     grad = np.linspace(10, 60, sources.H, dtype=np.uint8)[:, None].repeat(sources.W, axis=1)
     frames, n = [], 9 * FPS
