@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import FingerprintMissing
@@ -21,15 +22,29 @@ from shared.store import Store, StoredFingerprint
 from shared.store.catalogs import require_kind
 
 
+@dataclass(frozen=True)
+class StoredFingerprints:
+    """The store's content-addressed fingerprints as a ``shared.matching.FingerprintCache``."""
+
+    store: Store
+
+    def get(self, kind: MediaKind, media: LocalMedia) -> Fingerprint | None:
+        stored = self.store.catalogs.get_fingerprint(media.sha256, kind.name, fingerprint_version(kind.name))
+        return None if stored is None else kind.fingerprint_from_bytes(stored.data)
+
+    def put(self, kind: MediaKind, media: LocalMedia, fingerprint: Fingerprint) -> None:
+        version = fingerprint_version(kind.name)
+        self.store.catalogs.put_fingerprint(
+            StoredFingerprint(media.sha256, kind.name, version, fingerprint.to_bytes(), media.size_bytes, media.mime)
+        )
+
+
 def cached_fingerprint(store: Store, kind: MediaKind, media: LocalMedia, settings: Settings, progress: Progress) -> Fingerprint:
-    version = fingerprint_version(kind.name)
-    stored = store.catalogs.get_fingerprint(media.sha256, kind.name, version)
-    if stored is not None:
-        return kind.fingerprint_from_bytes(stored.data)
-    fp = kind.fingerprint(media, settings, progress)
-    store.catalogs.put_fingerprint(
-        StoredFingerprint(media.sha256, kind.name, version, fp.to_bytes(), media.size_bytes, media.mime)
-    )
+    cache = StoredFingerprints(store)
+    fp = cache.get(kind, media)
+    if fp is None:
+        fp = kind.fingerprint(media, settings, progress)
+        cache.put(kind, media, fp)
     return fp
 
 

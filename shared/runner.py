@@ -128,8 +128,8 @@ def execute(
             target = _input(req, "target", kind, settings, tmp, beat.check)
             beat.progress(0.05)
             options = MatchOptions.from_request(req)
-            cached = lambda k, m, s, p: catalog.cached_fingerprint(store, k, m, s, p)  # noqa: E731
-            return match_media(kind, source, target, settings, options, beat.progress, started_s, cached)
+            cache = catalog.StoredFingerprints(store)
+            return match_media(kind, source, target, settings, options, beat.progress, started_s, cache)
         finally:
             for side in ("source", "target"):
                 upload = req.get(f"{side}_upload")
