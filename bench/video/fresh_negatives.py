@@ -263,7 +263,7 @@ def rescue_votes(fa: object, fb: object, settings: Settings) -> float:
     """Votes of the strongest run the crop rescue builds with its vote minimum off (0.0 when none)."""
     loose = dataclasses.replace(settings, video=dataclasses.replace(settings.video, rescue_min_votes=0.3))
     reading = video_compare._crop_rescue(fa, fb, loose)  # type: ignore[arg-type]
-    return 0.0 if reading is None else max(r.votes for r in reading.runs)
+    return 0.0 if reading is None else max((r.votes for r in reading.runs), default=0.0)
 
 
 def evaluate(
