@@ -1,6 +1,8 @@
 """Speed and memory of the audio kind against ``fpcalc``, in the same run (after ``build_set.py``).
 
-Usage: ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/audio/speed.py``
+Usage: ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/audio/speed.py [--tracks A B ...]``
+(``--tracks``: build the test files from these recordings instead of the first four evaluation tracks over
+150 s in ``build_set.py``'s manifest, so the speed can be measured without building the whole set).
 
 1. Fingerprinting on one core, decode excluded: ``fingerprint_samples`` on 5 minutes of decoded 8 kHz PCM,
    best of 3 (the machine is shared, so the best run is the least disturbed one).
@@ -13,6 +15,7 @@ Usage: ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/audio/s
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import statistics
@@ -58,10 +61,10 @@ def local(path: Path) -> LocalMedia:
     return LocalMedia(path, len(data), hashlib.sha256(data).hexdigest(), "audio/mpeg")
 
 
-def build(tracks: list[str]) -> tuple[Path, Path, Path]:
-    OUT.mkdir(parents=True, exist_ok=True)
-    a, b, hour = OUT / "a_5min.mp3", OUT / "b_5min.mp3", OUT / "hour.mp3"
-    lst = OUT / "list.txt"
+def build(tracks: list[str], out: Path) -> tuple[Path, Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    a, b, hour = out / "a_5min.mp3", out / "b_5min.mp3", out / "hour.mp3"
+    lst = out / "list.txt"
     lst.write_text("".join(f"file '{t}'\n" for t in tracks * 20))
     if not a.exists():
         ffmpeg("-f", "concat", "-safe", "0", "-i", str(lst), "-t", "300", "-c:a", "libmp3lame", "-b:a", "128k", str(a))
@@ -95,11 +98,19 @@ def fpcalc_rss_kb(path: Path) -> int:
 
 
 def main() -> None:
-    manifest = json.loads((DATA / "manifest.json").read_text())
-    tracks = [t["path"] for t in manifest["tracks"] if t["split"] == "eval" and t["duration_s"] > 150][:4]
-    a, b, hour = build(tracks)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tracks", nargs="+", help="recordings to build the test files from")
+    args = ap.parse_args()
+    if args.tracks:
+        tracks, out = [str(Path(t).resolve()) for t in args.tracks], OUT.with_name("speed_tracks")
+    else:
+        manifest = json.loads((DATA / "manifest.json").read_text())
+        tracks = [t["path"] for t in manifest["tracks"] if t["split"] == "eval" and t["duration_s"] > 150][:4]
+        out = OUT
+    a, b, hour = build(tracks, out)
     settings = Settings()
-    result: dict[str, object] = {"uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+    result: dict[str, object] = {"uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+                                 "tracks": tracks}
 
     x = np.concatenate(list(iter_samples(a, "audio/mpeg", 4 * 3600.0)))
     runs = []
