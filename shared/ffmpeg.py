@@ -46,6 +46,11 @@ REFUSED_DEMUXERS = frozenset(
 OPTIONS = {"protocol_whitelist": "file"}
 
 
+def local_url(path: Path) -> str:
+    """The ``file:`` URL FFmpeg is given for ``path`` (the only protocol ``OPTIONS`` allows)."""
+    return "file:" + str(Path(path).resolve())
+
+
 @contextmanager
 def open_local(path: Path, mime: str | None, what: str) -> Iterator[av.container.InputContainer]:
     """Open ``path`` (sniffed as ``mime``) for reading; ``what`` names the media in error messages."""
@@ -54,7 +59,7 @@ def open_local(path: Path, mime: str | None, what: str) -> Iterator[av.container
         raise EmptyMedia(f"the {what} file is empty")
     try:
         container = av.open(
-            "file:" + str(path.resolve()), mode="r", format=DEMUXER_FOR_MIME.get(mime or ""), options=OPTIONS
+            local_url(path), mode="r", format=DEMUXER_FOR_MIME.get(mime or ""), options=OPTIONS
         )
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise DecodeFailed(f"cannot open the {what}: {exc}") from exc

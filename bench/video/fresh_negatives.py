@@ -280,6 +280,7 @@ def evaluate(
             "match": m.similarity_score >= settings.video.match_threshold and long_enough,
             "score": round(m.similarity_score, 4),
             "rescue": bool(m.details.get("crop_rescue")),
+            "warnings": list(m.warnings),
         }
         if with_rescue_tail and not (
             m.similarity_score >= settings.video.match_threshold and not row["rescue"]

@@ -44,8 +44,6 @@ import fresh_negatives  # noqa: E402
 import negatives  # noqa: E402
 import sources  # noqa: E402
 
-from shared.kinds.video import compare as video_compare  # noqa: E402
-
 OUT = Path(__file__).resolve().parents[1] / "data" / "video" / "intros"
 CACHE = negatives.CACHE
 FPS = sources.FPS
@@ -190,20 +188,7 @@ def main() -> None:
     for intro, files in clips.items():
         pairs = list(itertools.combinations(files, 2))
         all_pairs += pairs
-        rows = []
-        for a, b in pairs:
-            m = video_compare.compare(fps[a], fps[b], settings)  # type: ignore[arg-type]
-            long_enough = any(s.duration_s >= settings.video.min_segment_s for s in m.segments)
-            rows.append(
-                {
-                    "a": Path(a).name,
-                    "b": Path(b).name,
-                    "match": m.similarity_score >= settings.video.match_threshold and long_enough,
-                    "score": round(m.similarity_score, 4),
-                    "warnings": list(m.warnings),
-                    "shared_opening": m.details.get("shared_opening"),
-                }
-            )
+        rows = fresh_negatives.evaluate(pairs, fps, settings, with_rescue_tail=False)
         report[intro] = {"pairs": len(rows), "false_matches": sum(r["match"] for r in rows), "rows": rows}
         print(f"{intro}: {report[intro]['false_matches']} of {len(rows)} intro-only pairs match", flush=True)
     if args.signature:

@@ -34,7 +34,7 @@ import av.filter
 import numpy as np
 
 from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, NoStream
-from shared.ffmpeg import OPTIONS, open_local
+from shared.ffmpeg import OPTIONS, local_url, open_local
 from shared.protocol import Progress, no_progress
 
 #: Everything downstream works at this rate: peaks are only looked for at 200 Hz - 3.8 kHz.
@@ -74,7 +74,7 @@ def _graph(path: Path, demuxer: str, stream_index: int) -> av.filter.Graph:
     graph.threads = 1  # one decode is one thread: matching runs two side by side on small machines
     source = graph.add(
         "amovie",
-        filename="file:" + str(Path(path).resolve()),  # the URL ``open_local`` opened and checked
+        filename=local_url(path),  # the URL ``open_local`` opened and checked
         format_name=demuxer,
         stream_index=str(stream_index),
         format_opts=":".join(f"{k}={v}" for k, v in OPTIONS.items()),
