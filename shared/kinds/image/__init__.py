@@ -39,8 +39,9 @@ from __future__ import annotations
 from shared.errors import InvalidRequest
 from shared.kinds.image.decode import decode_luma
 from shared.kinds.image.features import describe_plane, working_plane
-from shared.kinds.image.fingerprint import ImageFingerprint
+from shared.kinds.image.fingerprint import ImageFingerprint, Inset
 from shared.kinds.image.hashing import hash_luma
+from shared.kinds.image.inset import find_insets
 from shared.kinds.image.photometric import thumbnail
 from shared.kinds.image.scoring import compare_fingerprints
 from shared.protocol import Fingerprint, LocalMedia, Match, Progress, no_progress
@@ -59,22 +60,32 @@ def fingerprint_image(
     progress(0.6)
     result = hash_luma(decoded.luma)
     left, top, right, bottom = result.trim
-    working = working_plane(decoded.luma[top:bottom, left:right])
+    content = decoded.luma[top:bottom, left:right]
+    working = working_plane(content)
     features = describe_plane(working)
-    # The trim box was found on the working-resolution plane; report it in original pixels.
+    # Boxes are found on the working-resolution plane; they are reported in original pixels.
     plane_h, plane_w = decoded.luma.shape
     sx, sy = decoded.width / plane_w, decoded.height / plane_h
-    left, top, right, bottom = result.trim
-    trim = (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
+
+    def original(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        return round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)
+
+    insets = []
+    for x0, y0, x1, y1 in find_insets(content):
+        inner = hash_luma(content[y0:y1, x0:x1])  # trimmed again: a picture may bring its own margin
+        il, it, ir, ib = inner.trim
+        box = (left + x0 + il, top + y0 + it, left + x0 + ir, top + y0 + ib)
+        insets.append(Inset(original(box), inner.quality, min(inner.detail, 255), inner.hashes[0]))
     fp = ImageFingerprint(
         width=decoded.width,
         height=decoded.height,
-        trim=trim,
+        trim=original(result.trim),
         quality=result.quality,
         detail=min(result.detail, 255),
         hashes=result.hashes,
         features=features,
         thumb=thumbnail(working),
+        insets=tuple(insets),
     )
     progress(1.0)
     return fp

@@ -2,8 +2,8 @@
 
 Role: the value type and its binary form; no decoding, no scoring. Imports nothing from Flask or Celery.
 
-Binary layout, version 3 (little-endian; 304 bytes + the thumbnail + 38 per keypoint: at most 14,128 bytes
-with a square thumbnail and 256 points, 12,784 for a 3:2 photo):
+Binary layout, version 4 (little-endian; 305 bytes + the thumbnail + 50 per inset + 38 per keypoint: at most
+14,279 bytes with a square thumbnail, 3 insets and 256 points, 12,785 for a 3:2 photo without an inset):
 
     header       14 bytes  shared.protocol.pack_header("image", 2)
     width         u32      upright (after EXIF orientation) size of the original, pixels
@@ -19,9 +19,11 @@ with a square thumbnail and 256 points, 12,784 for a 3:2 photo):
     hashes      8 x 32 B   256-bit hash of each dihedral transform, in ``hashing.DIHEDRALS`` order
     thumbnail   w x h B    the working plane at 64 px, uint8, row-major (photometric verification)
     points      n x 38 B   ``features.KEYPOINT_DTYPE``: x, y (1/16 px), angle, octave, descriptor, mirror one
+    insets        u8       number of insets m (``inset.py``: pictures placed inside this one), then m x 50 B:
+                           box 4 x u32 (original pixels), quality u8, detail u8, the inset's 256-bit hash
 
-Versions 1 (no keypoints) and 2 (no thumbnail) are refused with ``DecodeFailed``; stored fingerprints of
-older versions must be recomputed.
+Versions 1 (no keypoints), 2 (no thumbnail) and 3 (no insets) are refused with ``DecodeFailed``; stored
+fingerprints of older versions must be recomputed.
 """
 
 from __future__ import annotations
@@ -40,12 +42,27 @@ from shared.protocol import pack_header, unpack_header
 
 _BODY = struct.Struct("<II4IBBHHHBB")
 _HASHES_BYTES = len(DIHEDRALS) * HASH_BYTES
+_INSET = struct.Struct(f"<4IBB{HASH_BYTES}s")
+#: At most this many insets are stored (``inset.MAX_INSETS``).
+MAX_STORED_INSETS = 3
+
+
+@dataclass(frozen=True)
+class Inset:
+    """A picture found inside the image (``inset.py``), hashed on its own so a copy of it matches globally."""
+
+    #: left, top, right, bottom (exclusive) in original pixels, after the inset's own border trim.
+    box: tuple[int, int, int, int]
+    quality: int
+    detail: int
+    #: The inset's 256-bit hash as it appears (the other side's 8 dihedral hashes cover its rotations).
+    hash: bytes
 
 
 @dataclass(frozen=True, eq=False)
 class ImageFingerprint:
     kind: ClassVar[str] = "image"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
 
     width: int
     height: int
@@ -59,6 +76,8 @@ class ImageFingerprint:
     features: Features = field(default_factory=lambda: Features(0, 0, np.zeros(0, KEYPOINT_DTYPE)))
     #: The working plane at a long side of 64 px, uint8 (see ``photometric.py``); empty when unknown.
     thumb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    #: Pictures placed inside this image (a screenshot's photo), largest first; usually none.
+    insets: tuple[Inset, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.hashes) != len(DIHEDRALS) or any(len(h) != HASH_BYTES for h in self.hashes):
@@ -67,6 +86,8 @@ class ImageFingerprint:
             raise ValueError(f"an image fingerprint holds at most {MAX_KEYPOINTS} keypoints")
         if self.thumb.dtype != np.uint8 or self.thumb.ndim != 2 or max(self.thumb.shape) > THUMB_SIDE_PX:
             raise ValueError(f"an image fingerprint's thumbnail is uint8, at most {THUMB_SIDE_PX} px a side")
+        if len(self.insets) > MAX_STORED_INSETS or any(len(i.hash) != HASH_BYTES for i in self.insets):
+            raise ValueError(f"an image fingerprint holds at most {MAX_STORED_INSETS} insets of one 32-byte hash")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ImageFingerprint) and self.to_bytes() == other.to_bytes()
@@ -90,25 +111,39 @@ class ImageFingerprint:
             self.width, self.height, *self.trim, self.quality, self.detail, f.width, f.height, len(f.points), tw, th
         )
         thumb = np.ascontiguousarray(self.thumb).tobytes()
-        return pack_header(self.kind, self.version) + body + b"".join(self.hashes) + thumb + f.points.tobytes()
+        insets = bytes([len(self.insets)]) + b"".join(
+            _INSET.pack(*i.box, i.quality, i.detail, i.hash) for i in self.insets
+        )
+        return (
+            pack_header(self.kind, self.version) + body + b"".join(self.hashes) + thumb + f.points.tobytes() + insets
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ImageFingerprint:
         payload = unpack_header(bytes(data), cls.kind, cls.version)
         fixed = _BODY.size + _HASHES_BYTES
         if len(payload) < fixed:
-            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, too few for v3")
+            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, too few for v4")
         width, height, left, top, right, bottom, quality, detail, fw, fh, n, tw, th = _BODY.unpack_from(payload)
         thumb_end = fixed + tw * th
+        points_end = thumb_end + n * KEYPOINT_DTYPE.itemsize
+        m = payload[points_end] if len(payload) > points_end else -1
         if (
             n > MAX_KEYPOINTS
             or max(tw, th) > THUMB_SIDE_PX
-            or len(payload) != thumb_end + n * KEYPOINT_DTYPE.itemsize
+            or not 0 <= m <= MAX_STORED_INSETS
+            or len(payload) != points_end + 1 + m * _INSET.size
         ):
-            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, not the v3 size")
+            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, not the v4 size")
         raw = bytes(payload[_BODY.size : _BODY.size + _HASHES_BYTES])
         hashes = tuple(raw[i * HASH_BYTES : (i + 1) * HASH_BYTES] for i in range(len(DIHEDRALS)))
         thumb = np.frombuffer(bytes(payload[fixed:thumb_end]), dtype=np.uint8).reshape(th, tw).copy()
-        points = np.frombuffer(bytes(payload[thumb_end:]), dtype=KEYPOINT_DTYPE).copy()
+        points = np.frombuffer(bytes(payload[thumb_end:points_end]), dtype=KEYPOINT_DTYPE).copy()
         features = Features(fw, fh, points)
-        return cls(width, height, (left, top, right, bottom), quality, detail, hashes, features, thumb)
+        insets = []
+        for k in range(m):
+            *box, inset_quality, inset_detail, inset_hash = _INSET.unpack_from(payload, points_end + 1 + k * _INSET.size)
+            insets.append(Inset((box[0], box[1], box[2], box[3]), inset_quality, inset_detail, inset_hash))
+        return cls(
+            width, height, (left, top, right, bottom), quality, detail, hashes, features, thumb, tuple(insets)
+        )

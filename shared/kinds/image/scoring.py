@@ -52,6 +52,7 @@ maximum is too, and each is calibrated to put its own 1e-4-FPR operating point a
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from shared.kinds.image.fingerprint import ImageFingerprint
@@ -74,6 +75,7 @@ ZERO_SCORE_BITS = 90.0
 _EXPONENT = math.log(1.0 - THRESHOLD_SCORE) / math.log(THRESHOLD_BITS / ZERO_SCORE_BITS)
 
 LOW_INFORMATION_CAP = 0.5
+_MIRRORS = ("mirror", "flip", "transpose", "transverse")
 
 
 def score_from_bits(bits: float) -> float:
@@ -124,15 +126,53 @@ def best_alignment(a: ImageFingerprint, b: ImageFingerprint) -> tuple[int, str]:
     return best_bits, best_name
 
 
+@dataclass(frozen=True)
+class InsetAlignment:
+    """One side's whole image found as a picture inside the other (``inset.py``)."""
+
+    bits: int
+    #: How the source was changed to appear in the target's inset (or the target in the source's).
+    transform: str
+    #: "target" when the target holds the source inside it, "source" for the reverse.
+    holder: str
+    box: tuple[int, int, int, int]
+
+
+def best_inset(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings) -> InsetAlignment | None:
+    """The closest inset of either side to the other side's whole image, over its 8 dihedral hashes.
+
+    Insets are only compared with the other image as a whole, never with each other's insets, and only
+    informative ones count (``min_quality``, ``min_detail_coefficients``).
+    """
+    best: InsetAlignment | None = None
+    for holder, whole, inside in (("target", a, b), ("source", b, a)):
+        for inset in inside.insets:
+            if inset.quality < settings.min_quality or inset.detail < settings.min_detail_coefficients:
+                continue
+            for k, dihedral in enumerate(DIHEDRALS):
+                bits = hamming_bits(whole.hashes[k], inset.hash)
+                if best is None or bits < best.bits:
+                    # The whole side's variant k is what the inset shows; seen from the source, the
+                    # target's inset holds the source transformed by k, and the source's inset holds
+                    # the target transformed by k, i.e. the source transformed by k's inverse.
+                    name = dihedral.name if holder == "target" else DIHEDRALS[INVERSE[k]].name
+                    best = InsetAlignment(bits, name, holder, inset.box)
+    return best
+
+
 def is_low_information(fp: ImageFingerprint, settings: ImageSettings) -> bool:
     return fp.quality < settings.min_quality or fp.detail < settings.min_detail_coefficients
 
 
 def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings) -> Match:
     bits, transform = best_alignment(a, b)
-    global_score = score_from_bits(bits)
+    inset = best_inset(a, b, settings)
+    if inset is not None and score_from_bits(inset.bits) <= score_from_bits(bits):
+        inset = None  # the whole images agree at least as well (or neither is evidence at all)
+    global_bits = bits if inset is None else inset.bits
+    global_score = score_from_bits(global_bits)
     local: LocalEvidence | None = None
-    if bits > settings.local_skip_below_bits:
+    if global_bits > settings.local_skip_below_bits:
         local = verify(a.features, b.features, settings)
     local_score = score_from_inliers(local.inliers, settings) if local is not None else 0.0
     agreement: Agreement | None = None
@@ -149,7 +189,7 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
         local_score = 0.0  # an ambiguous fit never counts unchecked
     frame_score = 0.0
     frame: Agreement | None = None
-    if bits > settings.local_skip_below_bits and max(global_score, local_score) < THRESHOLD_SCORE:
+    if global_bits > settings.local_skip_below_bits and max(global_score, local_score) < THRESHOLD_SCORE:
         frame = frame_agreement(
             a.thumb,
             (a.features.width, a.features.height),
@@ -186,14 +226,16 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
         "method": (
             "thumbnail_frame"
             if frame_score > max(global_score, local_score)
-            else "orb_similarity" if local_score > global_score else "dct256_dihedral"
+            else "orb_similarity"
+            if local_score > global_score
+            else "dct256_dihedral" if inset is None else "dct256_inset"
         ),
         "frame_block_agreement": (
             None if frame is None else {"agreeing_fraction": round(frame.fraction, 3), "blocks": frame.blocks}
         ),
         "hamming_bits": bits,
         "transform": transform,
-        "explanation": _explain(a, b, bits, transform, local, local_score > global_score, agreement),
+        "explanation": _explain(a, b, bits, transform, local, local_score > global_score, agreement, inset),
         "source": _side_details(a),
         "target": _side_details(b),
     }
@@ -240,6 +282,7 @@ def _explain(
     local: LocalEvidence | None,
     use_local: bool,
     agreement: Agreement | None,
+    inset: InsetAlignment | None,
 ) -> dict[str, Any]:
     """What a reviewer needs: mirror, rotation, the crop box in source pixels, and the evidence."""
     checked = (
@@ -247,8 +290,21 @@ def _explain(
         if agreement is None
         else {"agreeing_fraction": round(agreement.fraction, 3), "blocks": agreement.blocks, "block_px": agreement.block_px}
     )
+    if inset is not None and not use_local:
+        return {
+            "stage": "inset_hash",
+            "dihedral": inset.transform,
+            "mirror": inset.transform in _MIRRORS,
+            # The source is shown inside the target at this box (target pixels), or the reverse.
+            "inset_holder": inset.holder,
+            "inset_box": list(inset.box),
+            "hamming_bits": inset.bits,
+            "whole_image_hamming_bits": bits,
+            "inliers": local.inliers if local is not None else None,
+            "block_agreement": checked,
+        }
     if local is None or not use_local:
-        mirrored = transform in ("mirror", "flip", "transpose", "transverse")
+        mirrored = transform in _MIRRORS
         return {
             "stage": "global_hash",
             "dihedral": transform,
