@@ -19,6 +19,7 @@ from shared.index.image_postings import BUFFER_POSTINGS, Postings
 from shared.index.replica import CatalogIndex
 from shared.kinds import fingerprint_version, get_kind
 from shared.kinds.image import KIND, ImageFingerprint
+from shared.kinds.image.fingerprint import Inset
 from shared.kinds.image.scoring import best_alignment
 from shared.protocol import LocalMedia
 from shared.settings import Settings
@@ -171,6 +172,32 @@ def test_hash_stage_is_exact_at_the_radius() -> None:
     assert index.hash_neighbours(query) == expected
     assert len(expected) == 3 * 32  # b0, bk and qk at 0..31 bits; nothing random comes that close
     assert [k for k, _ in expected] == index.candidates(query, limit=0)
+
+
+def test_hash_stage_finds_items_shown_inside_the_query() -> None:
+    """A query holding a picture (an inset: a screenshot of a catalog item) finds every item whose hashes,
+    any of the 8, lie within 31 bits of the inset's, exactly; uninformative insets are not searched."""
+    rng = np.random.default_rng(11)
+    inset_code = rng.integers(0, 256, 32, dtype=np.uint8)
+    items: dict[int, ImageFingerprint] = {}
+    near: list[int] = []
+    for key, bits in enumerate(range(0, 41)):
+        spread = [bits // TABLES + (1 if t < bits % TABLES else 0) for t in range(TABLES)]
+        hashes = rng.integers(0, 256, (8, 32), dtype=np.uint8)
+        hashes[int(rng.integers(0, 8))] = _flip(inset_code, spread, rng)
+        items[key] = _fp(hashes)
+        if bits <= 31:
+            near.append(key)
+    for key in range(100, 3100):
+        items[key] = _fp(rng.integers(0, 256, (8, 32), dtype=np.uint8))
+    index = ImageIndex(FAST)
+    index.add_many(list(items.items()))
+    query = _fp(rng.integers(0, 256, (8, 32), dtype=np.uint8))
+    assert index.candidates(query, limit=0) == []
+    shown = dataclasses.replace(query, insets=(Inset((10, 10, 300, 200), 60, 200, bytes(inset_code)),))
+    assert index.candidates(shown, limit=0) == near  # nearest first: planted at 0, 1, 2, ... bits
+    blank = dataclasses.replace(query, insets=(Inset((10, 10, 300, 200), 0, 0, bytes(inset_code)),))
+    assert index.candidates(blank, limit=0) == []
 
 
 def test_postings_survive_merges_and_removals() -> None:

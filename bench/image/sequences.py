@@ -109,7 +109,7 @@ def main() -> None:
         method = METHODS[name]
         fps = {rel: method.fingerprint(dataset.DATA / rel) for p in pairs for rel in (p["source"], p["target"])}
         scores = [method.compare(fps[str(p["source"])], fps[str(p["target"])]) for p in pairs]
-        hits = [dict(p, score=round(s, 4)) for p, s in zip(pairs, scores) if method.matches(s)]
+        hits = [dict(p, score=round(s, 4)) for p, s in zip(pairs, scores, strict=True) if method.matches(s)]
         by_gap = {g: sum(1 for h in hits if h["gap"] == g) for g in GAPS}
         print(f"{name}: {len(hits)} of {len(pairs)} match; by gap {by_gap}")
         for h in hits:

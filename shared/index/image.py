@@ -8,7 +8,9 @@ Two stages, because the image compare has two kinds of evidence (``shared/kinds/
 
 1. **Global hash, exact** (``image_hashes.py``): every live item whose dihedral hash distance to the
    query (the compare's own ``best_alignment``) is at most ``image_hash_radius_bits`` (31 = a global score
-   of 0.80, the default match threshold) is returned, nearest first. Multi-index hashing with
+   of 0.80, the default match threshold) is returned, nearest first; so is every item within that distance
+   of a picture found inside the query (its insets: a screenshot of a catalog item). Items' own insets are
+   not indexed (a catalog of screenshots searched with the original photo relies on the local stage). Multi-index hashing with
    pigeonhole-sized probing makes this exact, not approximate: nothing the global stage would match at the
    threshold is missed (``tests/test_index_image.py`` checks it against brute force; the benchmark on
    10^6 items too). Re-encodings, resizes, colour edits, mirrors, quarter turns and uniform padding are
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.index.image_hashes import HashStage, alignment_bits, as_u64
+from shared.index.image_hashes import HashStage, alignment_bits, as_u64, inset_bits
 from shared.index.image_words import WordStage
 from shared.kinds.image.fingerprint import ImageFingerprint
 from shared.protocol import Fingerprint
@@ -55,6 +57,8 @@ class ImageIndex:
 
     def __init__(self, settings: Settings | None = None) -> None:
         s = (settings or Settings()).index
+        image = (settings or Settings()).image
+        self.min_quality, self.min_detail = image.min_quality, image.min_detail_coefficients
         self.local_candidates = s.image_local_candidates
         self.exhaustive_below = s.image_exhaustive_below
         self.hashes = HashStage(s.image_hash_radius_bits)
@@ -104,11 +108,21 @@ class ImageIndex:
         image_local_candidates)`` more from the local stage (most votes first)."""
         q = _image(query)
         qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
+        insets = self._inset_codes(q)
         if len(self._slot_of) <= self.exhaustive_below:
             slots = np.flatnonzero(self._alive[: self._used])
             bits = alignment_bits(qcodes, self._codes[slots])
+            for code in insets:
+                bits = np.minimum(bits, inset_bits(code, self._codes[slots]))
             return [int(k) for k in self._keys[slots[np.lexsort((slots, bits))]]]
-        exact, _ = self.hashes.search(qcodes, self._codes[: self._used], self._alive)
+        exact, exact_bits = self.hashes.search(qcodes, self._codes[: self._used], self._alive)
+        if insets:
+            # A picture shown inside the query (a screenshot of a catalog item): nearest of every route first.
+            found = [(exact, exact_bits)]
+            found += [self.hashes.search_inset(code, self._codes[: self._used], self._alive) for code in insets]
+            slots, bits = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+            slots = slots[np.lexsort((slots, bits))]
+            exact = slots[np.sort(np.unique(slots, return_index=True)[1])]  # each slot at its nearest
         local, _ = self.words.search(
             q.features.descriptors(), q.features.descriptors(mirror=True), self._alive[: self._used],
             min(limit, self.local_candidates) + len(exact),
@@ -116,6 +130,14 @@ class ImageIndex:
         seen = set(exact.tolist())
         extra = [s for s in local.tolist() if s not in seen][: min(limit, self.local_candidates)]
         return [int(self._keys[s]) for s in exact.tolist() + extra]
+
+    def _inset_codes(self, q: ImageFingerprint) -> list[np.ndarray]:
+        """The query's informative insets (as the compare counts them), as 32-byte arrays."""
+        return [
+            np.frombuffer(inset.hash, np.uint8)
+            for inset in q.insets
+            if inset.quality >= self.min_quality and inset.detail >= self.min_detail
+        ]
 
     # -- introspection ----------------------------------------------------------------------------------
     def hash_neighbours(self, query: Fingerprint) -> list[tuple[int, int]]:

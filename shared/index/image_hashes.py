@@ -104,6 +104,30 @@ class HashStage:
         return slots[order], bits[order]
 
 
+    def search_inset(self, code: np.ndarray, codes64: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Live slots within the radius of one picture found inside the query (its 32-byte inset hash), by
+        the compare's inset distance ``min_k d(inset, b[k])``, nearest first.
+
+        Every item hash is in one of the two key spaces, so the inset's substrings probe both.
+        """
+        subs = substrings(code[None, :])[0]
+        probes = ((subs[:, None] ^ self._masks[None, :]) + self._table_base[:, None]).ravel()
+        slots, _, _ = self.postings.lookup(np.concatenate([probes, probes + _SPACE]))
+        slots, _ = sorted_unique(slots)
+        slots = slots[alive[slots]].astype(np.int64)
+        bits = inset_bits(code, codes64[slots])
+        keep = bits <= self.radius_bits
+        slots, bits = slots[keep], bits[keep]
+        order = np.lexsort((slots, bits))
+        return slots[order], bits[order]
+
+
+def inset_bits(code: np.ndarray, item_codes64: np.ndarray) -> np.ndarray:
+    """The compare's inset distance for every item: min over k of d(inset, b[k])."""
+    c = np.ascontiguousarray(code, np.uint8).view(np.uint64)
+    return np.bitwise_count(item_codes64 ^ c[None, None, :]).sum(axis=2, dtype=np.int64).min(axis=1)
+
+
 def as_u64(codes: np.ndarray) -> np.ndarray:
     """(..., 8, 32) uint8 -> (..., 8, 4) uint64 (same bits, for popcounts)."""
     c = np.ascontiguousarray(codes, np.uint8)

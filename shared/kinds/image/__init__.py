@@ -10,6 +10,10 @@ Design, and why (issue 3; measured in ``bench/image/REPORT.md``):
   mirrors. It is nearly free to compare, exact under re-encoding, resizing, colour edits, mirrors and
   quarter turns, and it is what a catalog indexes (32 bytes, Hamming search). Its blind spots are known
   (FIELD_NOTES: PDQ loses crops over 5%, padding that is not uniform, rotations over a few degrees).
+* **Insets** (``inset.py``): a picture placed inside a page (a screenshot, a web page, a phone capture) is
+  found by its four straight edges and hashed on its own; the global stage compares each side's insets
+  with the other side as a whole. A copy shown small inside a canvas keeps few keypoints, and repeated
+  patterns defeat them, but the pasted picture hashes within a few bits of its source.
 * **Local stage**: 256 ORB keypoints of the trimmed image (16-byte descriptors, plus descriptors of the
   mirrored image so mirrors survive crops), then a RANSAC *similarity* with sanity checks (scale,
   containment, inlier spread, inlier ratio). It covers crops, canvases, logos, small and quarter rotations
@@ -29,8 +33,8 @@ Design, and why (issue 3; measured in ``bench/image/REPORT.md``):
 * **Score**: the larger of the stage scores, each calibrated on the tuning split so that 0.80 sits at
   its 1e-4 false-positive operating point; the local stage is skipped when the hashes are already close.
 
-The fingerprint is about 13 KB (304 bytes of header and hashes, a thumbnail of at most 64x64 bytes, 38
-bytes per keypoint). Animated
+The fingerprint is about 13 KB (305 bytes of header and hashes, a thumbnail of at most 64x64 bytes, 38
+bytes per keypoint, 50 per inset). Animated
 GIF/WebP/APNG and multi-page TIFF are fingerprinted from their **first frame** only.
 """
 
