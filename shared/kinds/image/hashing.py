@@ -124,17 +124,24 @@ def trim_box(luma: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def _border_depth(luma: np.ndarray, tol: float) -> int:
-    """How many leading rows of ``luma`` are a uniform bar (0 if it would be implausibly deep)."""
+    """How many leading rows of ``luma`` are a uniform bar (0 if it would be implausibly deep).
+
+    Rows are checked in growing chunks (8, 16, 32, ...): most images have no bar, and their first row
+    already decides.
+    """
     h = luma.shape[0]
     limit = int(h * BORDER_MAX_FRACTION)
     if limit < 1:
         return 0
     ref = float(np.median(luma[0]))
-    rows = luma[: limit + 1]
-    flat = np.mean(np.abs(rows - ref) <= tol, axis=1) >= BORDER_FRACTION
-    if flat.all():
-        return 0  # the "bar" reaches the limit: this is content, not padding
-    return int(np.argmin(flat))
+    start, chunk = 0, 8
+    while start <= limit:
+        stop = min(limit + 1, start + chunk)
+        flat = np.mean(np.abs(luma[start:stop] - ref) <= tol, axis=1) >= BORDER_FRACTION
+        if not flat.all():
+            return start + int(np.argmin(flat))
+        start, chunk = stop, 2 * chunk
+    return 0  # the "bar" reaches the limit: this is content, not padding
 
 
 def dct_block(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
