@@ -175,8 +175,8 @@ def test_hash_stage_is_exact_at_the_radius() -> None:
 
 
 def test_hash_stage_finds_items_shown_inside_the_query() -> None:
-    """A query holding a picture (an inset: a screenshot of a catalog item) finds every item whose hashes,
-    any of the 8, lie within 31 bits of the inset's, exactly; uninformative insets are not searched."""
+    """A query holding a picture (an inset: a screenshot of a catalog item) finds every item whose hash as it
+    is lies within 31 bits of the inset's, exactly; uninformative insets are not searched."""
     rng = np.random.default_rng(11)
     inset_code = rng.integers(0, 256, 32, dtype=np.uint8)
     items: dict[int, ImageFingerprint] = {}
@@ -184,7 +184,7 @@ def test_hash_stage_finds_items_shown_inside_the_query() -> None:
     for key, bits in enumerate(range(0, 41)):
         spread = [bits // TABLES + (1 if t < bits % TABLES else 0) for t in range(TABLES)]
         hashes = rng.integers(0, 256, (8, 32), dtype=np.uint8)
-        hashes[int(rng.integers(0, 8))] = _flip(inset_code, spread, rng)
+        hashes[0] = _flip(inset_code, spread, rng)
         items[key] = _fp(hashes)
         if bits <= 31:
             near.append(key)

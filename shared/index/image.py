@@ -8,9 +8,10 @@ Two stages, because the image compare has two kinds of evidence (``shared/kinds/
 
 1. **Global hash, exact** (``image_hashes.py``): every live item whose dihedral hash distance to the
    query (the compare's own ``best_alignment``) is at most ``image_hash_radius_bits`` (31 = a global score
-   of 0.80, the default match threshold) is returned, nearest first; so is every item within that distance
-   of a picture found inside the query (its insets: a screenshot of a catalog item). Items' own insets are
-   not indexed (a catalog of screenshots searched with the original photo relies on the local stage). Multi-index hashing with
+   of 0.80, the default match threshold) is returned, nearest first; so is every item whose hash, as it is,
+   lies within that distance of a picture found inside the query (its insets: a screenshot of a catalog
+   item). Insets shown mirrored or turned, and items' own insets, are not indexed: the local stage proposes
+   those. Multi-index hashing with
    pigeonhole-sized probing makes this exact, not approximate: nothing the global stage would match at the
    threshold is missed (``tests/test_index_image.py`` checks it against brute force; the benchmark on
    10^6 items too). Re-encodings, resizes, colour edits, mirrors, quarter turns and uniform padding are
