@@ -305,6 +305,10 @@ class IndexSettings:
     image_local_min_votes: int = 3
     image_query_cells_per_half: int = 2
     image_local_candidates: int = 8
+    #: Stop words: a visual word holding more than this many times the mean postings per word is skipped
+    #: at query time (flat patches and grid corners; they vote for everything and their lists are the slowest
+    #: to scan). 0 turns the stop list off.
+    image_stop_word_factor: float = 20.0
     #: Catalogs (or shards) with at most this many items compare every item: exact, and still cheap.
     image_exhaustive_below: int = 32
     #: Video index (``shared/index/video.py``): an item is a candidate when at least this many query frames pair

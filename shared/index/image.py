@@ -64,7 +64,11 @@ class ImageIndex:
         self.exhaustive_below = s.image_exhaustive_below
         self.hashes = HashStage(s.image_hash_radius_bits)
         self.words = WordStage(
-            s.image_local_keypoints, s.image_code_max_bits, s.image_local_min_votes, s.image_query_cells_per_half
+            s.image_local_keypoints,
+            s.image_code_max_bits,
+            s.image_local_min_votes,
+            s.image_query_cells_per_half,
+            s.image_stop_word_factor,
         )
         self._slot_of: dict[int, int] = {}
         self._keys = np.zeros(1024, np.int64)

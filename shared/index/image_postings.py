@@ -90,24 +90,22 @@ class Postings:
         if len(self._runs) > 1 or (self._runs and not alive[self._runs[0].slots].all()):
             self._runs = [self._merge(self._runs, alive)]
 
+    def counts(self, query_keys: np.ndarray) -> np.ndarray:
+        """How many postings (dead slots included) each of ``query_keys`` holds."""
+        q = np.asarray(query_keys, np.int64)
+        total = np.zeros(len(q), np.int64)
+        for starts, ends in self._ranges(q):
+            total += np.asarray(ends, np.int64) - np.asarray(starts, np.int64)
+        return total
+
     def lookup(self, query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every posting under ``query_keys``: ``(slots, payload, query_index)``, dead slots included."""
         q = np.asarray(query_keys, np.int64)
-        parts = []
-        for run in self._runs:
-            starts, ends = run.ranges(q)
-            parts.append(_gather(starts, ends, run.slots, run.payload))
+        sources = [(r.slots, r.payload) for r in self._runs]
         if self._buffer_count:
-            if self._buffer_cat is None:
-                k = np.concatenate([b[0] for b in self._buffer])
-                order = np.argsort(k, kind="stable")
-                self._buffer_cat = (
-                    k[order],
-                    np.concatenate([b[1] for b in self._buffer])[order],
-                    np.concatenate([b[2] for b in self._buffer])[order],
-                )
-            bk, bs, bp = self._buffer_cat
-            parts.append(_gather(np.searchsorted(bk, q, "left"), np.searchsorted(bk, q, "right"), bs, bp))
+            _, bs, bp = self._sorted_buffer()
+            sources.append((bs, bp))
+        parts = [_gather(starts, ends, slots, payload) for (starts, ends), (slots, payload) in zip(self._ranges(q), sources, strict=True)]
         if not parts:
             return np.zeros(0, np.uint32), np.zeros(0, self._dtype), np.zeros(0, np.int64)
         return (
@@ -115,6 +113,25 @@ class Postings:
             np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2] for p in parts]),
         )
+
+    def _ranges(self, q: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per run (then the buffer), the posting ranges of keys ``q``."""
+        out = [run.ranges(q) for run in self._runs]
+        if self._buffer_count:
+            bk, _, _ = self._sorted_buffer()
+            out.append((np.searchsorted(bk, q, "left"), np.searchsorted(bk, q, "right")))
+        return out
+
+    def _sorted_buffer(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._buffer_cat is None:
+            k = np.concatenate([b[0] for b in self._buffer])
+            order = np.argsort(k, kind="stable")
+            self._buffer_cat = (
+                k[order],
+                np.concatenate([b[1] for b in self._buffer])[order],
+                np.concatenate([b[2] for b in self._buffer])[order],
+            )
+        return self._buffer_cat
 
     def _flush(self, alive: np.ndarray) -> None:
         if not self._buffer_count:
