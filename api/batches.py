@@ -26,7 +26,7 @@ def create_batch() -> Any:
     items = body.pop("items", None)
     if items and len(items) > svc.settings.api.max_batch_items:
         raise InvalidRequest(f"at most {svc.settings.api.max_batch_items} items per batch; use a manifest_url")
-    options = {k: body[k] for k in ("media_type", "threshold") if k in body}
+    options: dict[str, Any] = {k: body[k] for k in ("media_type", "threshold") if k in body}
     if items:
         options["items"] = items
     batch, created = svc.store.batches.create(

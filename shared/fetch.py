@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 from urllib.parse import urljoin
 
 import urllib3
@@ -91,7 +91,7 @@ def fetch_to_file(
     return _write_atomically(dest, fill, on_bytes)
 
 
-def save_stream(stream: BinaryIO, dest: Path, *, max_bytes: int) -> FetchResult:
+def save_stream(stream: IO[bytes], dest: Path, *, max_bytes: int) -> FetchResult:
     """Copy an uploaded file to ``dest`` with the same byte cap, digest and cleanup as ``fetch_to_file``."""
 
     def copy(sink: _Sink) -> tuple[str, int]:

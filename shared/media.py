@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from shared.errors import EmptyMedia, MediaTooLarge, NotFound, UnsupportedMedia, UrlNotAllowed
 from shared.fetch import FetchResult, fetch_to_file, save_stream
@@ -61,7 +61,7 @@ def resolve(
     return describe(path, hash_file(path, max_bytes), kind)
 
 
-def save_upload(stream: BinaryIO, kind: MediaKind, settings: Settings, dest: Path) -> LocalMedia:
+def save_upload(stream: IO[bytes], kind: MediaKind, settings: Settings, dest: Path) -> LocalMedia:
     result = save_stream(stream, dest, max_bytes=settings.fetch.max_bytes_for(kind.name))
     return describe(dest, result, kind)
 
