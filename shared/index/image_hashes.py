@@ -103,7 +103,6 @@ class HashStage:
         order = np.lexsort((slots, bits))
         return slots[order], bits[order]
 
-
     def search_inset(self, code: np.ndarray, codes64: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Live slots within the radius of one picture found inside the query (its 32-byte inset hash) as it
         appears, ``d(inset, b[0])``, nearest first, each with the compare's inset distance ``min_k d(inset, b[k])``.

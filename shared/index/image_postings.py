@@ -105,7 +105,10 @@ class Postings:
         if self._buffer_count:
             _, bs, bp = self._sorted_buffer()
             sources.append((bs, bp))
-        parts = [_gather(starts, ends, slots, payload) for (starts, ends), (slots, payload) in zip(self._ranges(q), sources, strict=True)]
+        parts = [
+            _gather(starts, ends, slots, payload)
+            for (starts, ends), (slots, payload) in zip(self._ranges(q), sources, strict=True)
+        ]
         if not parts:
             return np.zeros(0, np.uint32), np.zeros(0, self._dtype), np.zeros(0, np.int64)
         return (

@@ -33,9 +33,9 @@ box is refined at full resolution afterwards):
 Measured on the tuning split (bench/image seed 1, the 101 screenshot positives): an inset within 31 bits of
 the source for 76 (79 with 48 lines, at 1.5x the time); with the true paste box, 96 (the rest are pictures
 whose edge is barely visible in luma, or hashes that a 2% mis-cut already moves). About 2.6 ms per image
-(p95 4.6 ms) on this 2-core machine, of a fingerprint's ~20 ms. Ordinary
-photos often hold such rectangles too (a window, a framed picture, a band between two straight lines): 67% of
-the set's images store at least one. That costs a few hash comparisons; ``scoring.py`` only compares an inset
+(p95 4.6 ms) on this 2-core machine, of a fingerprint's ~20 ms. Ordinary photos often hold such rectangles
+too (a window, a framed picture, a band between two straight lines): 67% of the set's images store at least
+one. That costs a few hash comparisons; ``scoring.py`` only compares an inset
 with the *other* image as a whole, never two insets, so two photos of one room do not match through the
 framed picture on its wall. On seed 1's 19,576 ordinary negatives the closest inset is 84 bits from the
 other image (the match threshold is 31).
@@ -63,7 +63,7 @@ CORNER_REACH = 0.04
 MAX_RUN_ON = 0.5
 MIN_AREA_FRACTION = 0.08
 MAX_AREA_FRACTION = 0.85
-#: At most this many insets, each overlapping a larger one by less than ``MAX_OVERLAP`` (IoU).
+#: At most this many insets, each overlapping a better-ranked one by less than ``MAX_OVERLAP`` (IoU).
 MAX_INSETS = 3
 #: Candidate lines per direction (the longest).
 MAX_LINES = 40
@@ -95,8 +95,8 @@ def _lines(edges: np.ndarray, min_len: float) -> np.ndarray:
     """Boundaries (1..n-1 for an n-row plane; edge row r lies at boundary r + 1) that hold a straight line.
 
     A row qualifies when its longest bridged run reaches ``min_len`` and no row within ``LINE_SPACING_PX``
-    has a longer one (an edge blurred over two rows counts once, and a block of text does not fill the list); the ``MAX_LINES`` longest are kept. The plane's own borders,
-    0 and n, are always lines.
+    has a longer one (an edge blurred over two rows counts once); the ``MAX_LINES`` longest are kept. The
+    plane's own borders, 0 and n, are always lines.
     """
     runs = _longest_runs(_bridge(edges))
     peak = (runs >= min_len) & (runs >= maximum_filter1d(runs, 2 * LINE_SPACING_PX + 1, mode="constant"))
@@ -140,7 +140,7 @@ def _coverage(cum: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray
 
 
 def find_insets(luma: np.ndarray, limit: int = MAX_INSETS) -> list[Box]:
-    """The largest edge-bounded rectangles inside ``luma`` (left, top, right, bottom; exclusive), largest first."""
+    """Up to ``limit`` edge-bounded rectangles inside ``luma`` (left, top, right, bottom; exclusive), best first."""
     h0, w0 = luma.shape
     scale = min(1.0, SIDE_PX / max(h0, w0))
     plane = luma if scale == 1.0 else cv2.resize(
