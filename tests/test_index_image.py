@@ -16,6 +16,7 @@ from shared.index import make_index
 from shared.index.image import ImageIndex
 from shared.index.image_hashes import TABLES
 from shared.index.image_postings import BUFFER_POSTINGS, Postings
+from shared.index.image_words import WordStage
 from shared.index.replica import CatalogIndex
 from shared.kinds import fingerprint_version, get_kind
 from shared.kinds.image import KIND, ImageFingerprint
@@ -221,6 +222,29 @@ def test_postings_survive_merges_and_removals() -> None:
     for i, k in enumerate(query.tolist()):
         mine = {(int(s), int(p)) for s, p, w in zip(got_slots, got_payload, which, strict=True) if w == i and alive[s]}
         assert mine == {(s, p) for s, p in reference.get(k, set()) if alive[s]}
+    # ``counts`` agrees with ``lookup`` (dead slots included), in the runs and in the unsorted buffer.
+    postings.add(np.array([17, 17]), np.array([0, 1], np.uint32), np.zeros(2, np.uint32), alive)
+    got_slots, _, which = postings.lookup(query)
+    assert postings.counts(query).tolist() == np.bincount(which, minlength=len(query)).tolist()
+
+
+def test_stop_words_are_skipped_and_rare_words_still_vote() -> None:
+    """A word shared by every item (a flat patch, a grid corner) carries no evidence and is not scanned;
+    the item that shares rare words with the query is still proposed, and with the stop list off the
+    common word's postings come back."""
+    rng = np.random.default_rng(5)
+    common = rng.integers(0, 256, 16, dtype=np.uint8)
+    items = [rng.integers(0, 256, (40, 16), dtype=np.uint8) for _ in range(400)]
+    for d in items:
+        d[:4] = common  # 4 keypoints of every item fall on the common word
+    query = np.concatenate([np.repeat(common[None, :], 4, axis=0), items[7][4:10]])
+    alive = np.ones(len(items), bool)
+    for factor, expect_all in ((20.0, False), (0.0, True)):
+        stage = WordStage(40, code_max_bits=16, min_votes=3, query_cells_per_half=1, stop_factor=factor)
+        stage.add_many(np.arange(len(items)), items, alive)
+        slots, votes = stage.search(query, query[:0], alive, limit=1000)
+        assert slots[0] == 7 and votes[0] >= 6
+        assert (len(slots) == len(items)) == expect_all  # the common word's 4 votes reach every item
 
 
 # -- freshness through the replica and the store ----------------------------------------------------------

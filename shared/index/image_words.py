@@ -21,7 +21,7 @@ Design, and why:
   query's plain descriptors and, separately, its mirror descriptors (a mirrored copy hits through those),
   taking the larger. Items with at least ``min_votes`` are proposed, most votes first.
 * **Stop words.** A query skips words holding more than ``stop_factor`` (20) times the mean postings per
-  word. At 20,000 items the busiest word held 15,290 postings against a mean of 10, and chessboard photos
+  word, and at least ``STOP_MIN_POSTINGS``. At 20,000 items the busiest word held 15,290 postings against a mean of 10, and chessboard photos
   spent ~200 ms a query scanning such lists. Measured on the catalog benchmark's index with the seed-1
   variants as queries (the tuning side): the original among the candidates for 2,427 of 2,929 with no stop
   list, 2,393 at 50x, 2,400 at 20x, 2,376 at 10x; the index stage's p99 went from 354 ms to 8.7 ms at 20x.
@@ -41,6 +41,9 @@ from shared.index.image_postings import Postings, sorted_unique
 from shared.index.image_vocab import CELLS, CENTROIDS
 
 N_WORDS = CELLS * CELLS
+#: A word is never a stop word below this many postings: in a small catalog, the few copies of one photo
+#: share words far above the (tiny) mean, and must still find each other.
+STOP_MIN_POSTINGS = 256
 #: Bytes of the 16-byte descriptor kept in each posting (the Hamming-embedding code).
 CODE_BYTES = (0, 1, 2, 3, 8, 9, 10, 11)
 
@@ -119,7 +122,7 @@ class WordStage:
         if self.stop_factor > 0:
             # Stop words (Sivic & Zisserman, "Video Google", ICCV 2003): the most frequent words match
             # everything, carry no evidence and are the longest lists to scan.
-            most = max(1.0, self.stop_factor * len(self.postings) / N_WORDS)
+            most = max(STOP_MIN_POSTINGS, self.stop_factor * len(self.postings) / N_WORDS)
             kept = np.flatnonzero(self.postings.counts(keys) <= most)
         slots, payload, which = self.postings.lookup(keys[kept])
         which = kept[which]
