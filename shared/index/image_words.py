@@ -20,12 +20,12 @@ Design, and why:
 * **Votes.** An item's score is the number of distinct query keypoints that hit it, counted for the
   query's plain descriptors and, separately, its mirror descriptors (a mirrored copy hits through those),
   taking the larger. Items with at least ``min_votes`` are proposed, most votes first.
-* **Stop words.** A query skips words holding more than ``stop_factor`` (20) times the mean postings per
-  word, and at least ``STOP_MIN_POSTINGS``. At 20,000 items the busiest word held 15,290 postings against a mean of 10, and chessboard photos
-  spent ~200 ms a query scanning such lists. Measured on the catalog benchmark's index with the seed-1
-  variants as queries (the tuning side): the original among the candidates for 2,427 of 2,929 with no stop
-  list, 2,393 at 50x, 2,400 at 20x, 2,376 at 10x (2,402 at 20x with the 256 floor); the index stage's p99 went from
-  354 ms to 8.7 ms at 20x.
+* **Stop words** (Sivic & Zisserman, "Video Google", ICCV 2003). A query skips words holding more than
+  ``stop_factor`` (20) times the mean postings per word, and at least ``STOP_MIN_POSTINGS``. At 20,000
+  items the busiest word held 15,290 postings against a mean of 10, and chessboard photos spent ~200 ms a
+  query scanning such lists. With the catalog benchmark's seed-1 variants as queries (the tuning side), the
+  original was among the candidates for 2,427 of 2,929 without a stop list, 2,393 at 50x, 2,402 at 20x and
+  2,376 at 10x; the index stage's p99 went from 354 ms to about 10 ms at 20x.
 * **What is indexed**: ``keypoints`` of each item's up to 256 (every other one in stored order, which is by
   pyramid octave, so all octaves keep their share): 12 bytes per posting.
 

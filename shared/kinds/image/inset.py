@@ -1,4 +1,4 @@
-"""Find a picture placed inside another: the largest rectangle bounded by straight edges (an "inset").
+"""Find a picture placed inside another: rectangles bounded by straight edges ("insets").
 
 Role: a pure numpy/OpenCV function from a luma plane to a box; ``fingerprint_image`` hashes what it finds so
 the global stage can match a photo against a screenshot, web page or phone capture that shows it. Imports
