@@ -28,6 +28,7 @@ vectorised brute-force scan of every item's 8 hashes, with identical results.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -92,31 +93,29 @@ class HashStage:
 
         ``codes64``: every slot's hashes as (slots, 8, 4) uint64.
         """
-        slots, _, _ = self.postings.lookup(self.probe_keys(query_codes))
-        slots, _ = sorted_unique(slots)
-        slots = slots[alive[slots]]
-        if len(slots) == 0:
-            return slots.astype(np.int64), np.zeros(0, np.int64)
-        bits = alignment_bits(query_codes, codes64[slots])
-        keep = bits <= self.radius_bits
-        slots, bits = slots[keep].astype(np.int64), bits[keep]
-        order = np.lexsort((slots, bits))
-        return slots[order], bits[order]
+        return self._within_radius(
+            self.probe_keys(query_codes), lambda slots: alignment_bits(query_codes, codes64[slots]), alive
+        )
 
     def search_inset(self, code: np.ndarray, codes64: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Live slots within the radius of one picture found inside the query (its 32-byte inset hash) as it
-        appears, ``d(inset, b[0])``, nearest first, each with the compare's inset distance ``min_k d(inset, b[k])``.
+        """Live slots whose hash 0 lies within the radius of one picture found inside the query (its 32-byte
+        inset hash), nearest first, each with the compare's inset distance ``min_k d(inset, b[k])``.
 
-        Only item hash 0's key space is probed: a picture shown mirrored or turned inside a page is left to the
-        local stage. Probing the second space too (item hashes 1-7, seven times the postings) made the index
-        stage of a query 4x slower at p90 on the 20,000-item benchmark, for every query holding an inset.
+        Only item hash 0's key space is probed (the other holds seven times the postings): a picture shown
+        mirrored or turned inside a page is left to the local stage.
         """
         subs = substrings(code[None, :])[0]
         probes = ((subs[:, None] ^ self._masks[None, :]) + self._table_base[:, None]).ravel()
+        return self._within_radius(probes, lambda slots: inset_bits(code, codes64[slots]), alive)
+
+    def _within_radius(
+        self, probes: np.ndarray, distance: Callable[[np.ndarray], np.ndarray], alive: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The live slots posted under ``probes`` whose exact ``distance`` is within the radius, nearest first."""
         slots, _, _ = self.postings.lookup(probes)
         slots, _ = sorted_unique(slots)
         slots = slots[alive[slots]].astype(np.int64)
-        bits = inset_bits(code, codes64[slots])
+        bits = distance(slots) if len(slots) else np.zeros(0, np.int64)
         keep = bits <= self.radius_bits
         slots, bits = slots[keep], bits[keep]
         order = np.lexsort((slots, bits))
