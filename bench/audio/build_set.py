@@ -1,7 +1,7 @@
 """Build the audio benchmark set from real recordings shipped in Debian packages (local files only).
 
 Run by hand: ``.venv/bin/python bench/audio/build_set.py [workers [split]]`` (about 10-15 minutes on 2 cores;
-with a split, only that split's targets are built, and the manifest lists only them). Files are written under a
+with a split, only that split's targets are built and merged into the manifest). Files are written under a
 temporary name and renamed when complete, so an interrupted or concurrent run never leaves half a file. Output goes under
 ``bench/data/audio/`` (gitignored): ``tracks/`` (sources: the first <= 240 s of each recording, 44.1 kHz
 stereo FLAC), ``targets/`` (transformed excerpts inside unrelated filler, encoded) and ``manifest.json``.
@@ -12,7 +12,9 @@ stereo FLAC), ``targets/`` (transformed excerpts inside unrelated filler, encode
   game level, all read by the same two actors: speech-vs-speech hard negatives).
 - Fillers (the unrelated audio around an excerpt): Drascula and HyperRogue music, never used as sources.
 - Tracks are split by a seeded shuffle into a tuning split (used to calibrate the scores of both methods)
-  and an evaluation split (reported).
+  and an evaluation split (reported). A third, fresh split (added later, built from its own seed) holds
+  recordings of the same packages that neither of them uses, for settings chosen after the evaluation split
+  had been inspected.
 - Each positive target is: filler, then the transformed excerpt of a source (5, 10 or 30 s starting at a
   seeded position) placed at a seeded offset, then filler, and the whole target encoded. Time and pitch
   changes are applied to the excerpt with rubberband (pitch, tempo) or sox (speed); ground truth scales
@@ -84,13 +86,21 @@ def collect_tracks() -> list[dict[str, object]]:
         + [(f"hyperrogue_{p.stem}", [p]) for p in dpkg_files("hyperrogue-music")],
     }
     quota = {"wesnoth": 12, "fretsonfire": 8, "blupi": 6, "speech": 9, "filler": 14}
+    # The fresh split: recordings that neither the tuning nor the evaluation split holds (the same shuffles,
+    # read further), added on 2026-11-26 to check settings chosen after the evaluation split had been seen.
+    fresh_quota = {"wesnoth": 8, "blupi": 4}
+    groups["fresh_speech"] = speech_tracks("en", 8)[4:] + speech_tracks("cs", 10)[6:]
     tracks: list[dict[str, object]] = []
     (ROOT / "tracks").mkdir(parents=True, exist_ok=True)
     for group, items in groups.items():
-        order = rng.permutation(len(items))
+        if group == "fresh_speech":  # appended after the draws, so the earlier splits' draws are unchanged
+            group, order, quota_now = "speech", np.arange(len(items)), 0
+            fresh_now = len(items)
+        else:
+            order, quota_now, fresh_now = rng.permutation(len(items)), quota[group], fresh_quota.get(group, 0)
         chosen = 0
         for i in order:
-            if chosen >= quota[group]:
+            if chosen >= quota_now + fresh_now:
                 break
             name, parts = items[i]
             out = ROOT / "tracks" / f"{name}.flac"
@@ -108,6 +118,8 @@ def collect_tracks() -> list[dict[str, object]]:
                 partial.replace(out)
             duration_s = sf.info(out).duration
             split = "filler" if group == "filler" else ("tune" if chosen % 3 == 0 else "eval")
+            if chosen >= quota_now:
+                split = "fresh"
             tracks.append({"name": name, "group": group, "path": str(out), "duration_s": duration_s, "split": split})
             chosen += 1
     return tracks
@@ -205,11 +217,13 @@ def make_target(job: dict[str, object]) -> dict[str, object]:
 
 def main() -> None:
     tracks = collect_tracks()
-    sources = [t for t in tracks if t["split"] != "filler"]
+    sources = [t for t in tracks if t["split"] in ("tune", "eval")] + [t for t in tracks if t["split"] == "fresh"]
     fillers = [t for t in tracks if t["split"] == "filler"]
     rng = np.random.default_rng(SEED + 1)
     jobs: list[dict[str, object]] = []
     for t in sources:
+        if t["split"] == "fresh" and not any(j["split"] == "fresh" for j in jobs):
+            rng = np.random.default_rng(SEED + 2)  # its own draws: the earlier splits' stay as they were
         for transform, length in PLAN:
             jobs.append(
                 {
@@ -232,8 +246,9 @@ def main() -> None:
     with ProcessPoolExecutor(workers) as pool:
         done = list(pool.map(make_target, jobs, chunksize=4))
     manifest = ROOT / "manifest.json"
-    if only_split and manifest.exists():  # a complete manifest is never replaced by a partial one
-        return
+    if only_split and manifest.exists():  # a complete manifest is never replaced by a partial one: merged into
+        old = json.loads(manifest.read_text())
+        done = [p for p in old["positives"] if p["split"] != only_split] + done
     manifest.write_text(json.dumps({"seed": SEED, "tracks": tracks, "positives": done}, indent=1))
     print(f"{len(sources)} source tracks, {len(fillers)} fillers, {len(done)} positive targets")
 

@@ -1,6 +1,6 @@
 """Tables for ``REPORT.md`` from the rows ``run.py`` wrote: recall, boundary errors, FPR, degenerate, speed.
 
-Usage: ``.venv/bin/python bench/audio/report.py [eval]``. The Chromaprint threshold is calibrated on the
+Usage: ``.venv/bin/python bench/audio/report.py [eval|tune|fresh [tag]]``. The Chromaprint threshold is calibrated on the
 tuning rows (``tune_rows.json``): the smallest aligned-item count above every tuning negative of real audio
 (degenerate signals are left out of the calibration, or silence-vs-silence alone would set it, and their
 results are reported separately).
@@ -49,7 +49,8 @@ def pct(n: int, d: int) -> str:
 
 def main() -> None:
     split = sys.argv[1] if len(sys.argv) > 1 else "eval"
-    data = json.loads((CACHE / f"{split}_rows.json").read_text())
+    tag = sys.argv[2] if len(sys.argv) > 2 else ""
+    data = json.loads((CACHE / f"{split}_rows{tag}.json").read_text())
     rows = data["rows"]
     thr = cp_threshold()
     pos = [r for r in rows if r["kind"] == "positive"]

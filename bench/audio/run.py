@@ -2,7 +2,10 @@
 
 Usage (after ``build_set.py``)::
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/audio/run.py [--split eval|tune]
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/audio/run.py [--split eval|tune|fresh] [--tag T]
+
+Settings come from the environment like the service's (``MEDIAMATCH_AUDIO_MIN_CONTINUED_SHARE=0.2`` tries
+another value); ``--tag`` names such a trial's rows file so the default run's stays.
 
 Stages: decode every file once with mediamatch's own streamed decoder (cached as 8 kHz PCM under
 ``bench/cache/audio``, with the decode time), fingerprint it (cached, keyed by the fingerprint code),
@@ -46,7 +49,7 @@ from shared.sniff import sniff  # noqa: E402
 
 DATA = ROOT / "bench" / "data" / "audio"
 CACHE = ROOT / "bench" / "cache" / "audio"
-SETTINGS = Settings()
+SETTINGS = Settings.from_env()
 TOL_S = 0.5
 _FP_CODE = hashlib.sha1(
     b"".join((ROOT / "shared/kinds/audio" / n).read_bytes() for n in ("peaks.py", "triplets.py", "fingerprint.py"))
@@ -147,6 +150,7 @@ def is_hit(truth: dict[str, float], segs: list[dict[str, float]]) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="eval")
+    ap.add_argument("--tag", default="", help="suffix of the rows file (a trial of other settings)")
     ap.add_argument("--cp-threshold", type=int, default=0, help="Chromaprint threshold (0: read the tuning result)")
     args = ap.parse_args()
     manifest = json.loads((DATA / "manifest.json").read_text())
@@ -229,7 +233,7 @@ def main() -> None:
             row["factor"] = job.get("factor")
         rows.append(row)
 
-    out = CACHE / f"{args.split}_rows.json"
+    out = CACHE / f"{args.split}_rows{args.tag}.json"
     out.write_text(json.dumps({"rows": rows, "speed": speed, "compare_s": compare_s, "cp_compare_s": cp_compare_s, "fp_code": _FP_CODE}))
     print(f"wrote {out} ({len(rows)} pairs)")
 
