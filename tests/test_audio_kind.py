@@ -269,6 +269,44 @@ def test_an_excerpt_that_begins_in_a_pause_starts_at_the_cut() -> None:
     assert seg.source_end_s == pytest.approx(18.0, abs=0.5)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_excerpt_that_fades_in_over_a_held_chord_starts_at_the_cut(seed: int) -> None:
+    """The copy opens with 5 s of held chord (no onset, no triplet) faded in from -15 dB over 4 s. The frame
+    rows place the start at the cut: the gain follows the fade, and the edge is where the rows' agreement sum
+    peaks, not where the first few rows in a row disagree (the earlier walk stopped 2.3-2.7 s late here)."""
+    chord_s = 5.0
+    t = np.arange(int(chord_s * SR)) / SR
+    chord = sum(tone(chord_s, f) for f in (261.6, 329.6, 392.0, 523.3)) * (1 + 0.2 * np.sin(2 * np.pi * 0.5 * t))
+    x = np.concatenate([melody(5 + seed, 10.0), (0.15 * chord).astype(np.float32), melody(6 + seed, 10.0)])
+    excerpt = x[10 * SR : int((16 + chord_s) * SR)].copy()
+    excerpt[: 4 * SR] *= 10 ** (np.linspace(-15.0, 0.0, 4 * SR) / 20)
+    target = scene(95 + seed, 30.0)
+    target[7 * SR : 7 * SR + excerpt.size] = excerpt
+    m = KIND.compare(fingerprint_samples(_to_8k(x)), fingerprint_samples(_to_8k(target)), SETTINGS)
+    assert matches(m), m.details
+    (seg,) = m.segments
+    assert seg.source_start_s == pytest.approx(10.0, abs=0.5) and seg.target_start_s == pytest.approx(7.0, abs=0.5)
+
+
+def test_a_chance_pair_ahead_of_a_run_does_not_move_its_edge() -> None:
+    """Edges are refined from a run's dense core: a lone pair 3.5 s before it (on the line, within the 4 s
+    gap a run tolerates) is left out, so the rows, not that pair, decide how far the start reaches."""
+    from shared.kinds.audio.hough import Pairs
+    from shared.kinds.audio.match import _core
+
+    fp = fingerprint_samples(_to_8k(melody(1, 12.0)))
+    frames_per_s = 1.0 / fp.frame_s
+    ts = np.array([2.0, 5.5, 5.7, 6.0, 6.4, 7.0, 8.0, 8.3, 8.9]) * frames_per_s
+    n = ts.size
+    src = np.zeros(n, np.int64)  # the spans of triplet 0, whatever it is
+    pairs = Pairs(src, src, np.ones(n), ts, ts, np.zeros(n), np.zeros(n), np.zeros(n))
+    span = float(fp.spans[0])
+    start, end = _core(np.arange(n), pairs, fp, float(ts.min()), float(ts.max()) + span)
+    assert start == pytest.approx(5.5 * frames_per_s) and end == pytest.approx(8.9 * frames_per_s + span)
+    start, _ = _core(np.arange(2), pairs, fp, 0.0, 1.0)  # too sparse for a core: the span stays
+    assert start == 0.0
+
+
 def test_calm_sparse_music_matches_but_noise_is_not_tonal(files: Path) -> None:
     """Slow notes give ~3 triplets a second, under the rate floor that keeps noise out; their sustain
     maxima continue from row to row (noise's do not), so an excerpt still matches, at the right place."""

@@ -59,8 +59,14 @@ DUPLICATE_OFFSET_FRAMES = 8.0
 SHORT_INPUT_S = 2.0
 #: Two runs of one line whose refined edges are at most this far apart (or overlap) are merged into one.
 MERGE_GAP_S = 1.0
-#: Share of frame rows that agree by chance along a wrong line (3-10% measured); only rows above it count.
+#: Share of frame rows that agree by chance along a wrong line (3-10% measured); only rows above it count, or
+#: above the pair's own chance share, measured along the line moved by each of CHANCE_SHIFTS_S, when higher.
 ROW_CHANCE = 0.2
+CHANCE_SHIFTS_S = (-6.0, -3.0, -1.5, 1.5, 3.0, 6.0)
+#: A run's edges are refined from its dense core: the first and last CORE_PAIRS pairs within CORE_S. A chance
+#: pair on the line up to ``max_gap_s`` beyond the copy no longer carries an edge into the filler.
+CORE_PAIRS = 3
+CORE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,14 @@ def _with_rows(run: _Run, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSe
     evidence = run.triplet_evidence
     if cfg.row_evidence > 0:
         n_agree, n_rows = row_agreement(a, b, run.line, run.src_start, run.src_end)
-        evidence += cfg.row_evidence * max(0.0, n_agree - ROW_CHANCE * n_rows)
+        # Chance agreement of this pair: the same line moved by a few seconds. A steady passage (a held chord)
+        # agrees with itself a second later, so its rows prove less than changing music's.
+        shifted = [
+            row_agreement(a, b, replace(run.line, offset_frames=run.line.offset_frames + d / a.frame_s), run.src_start, run.src_end)
+            for d in CHANCE_SHIFTS_S
+        ]
+        chance = max(ROW_CHANCE, sum(n for n, _ in shifted) / max(sum(k for _, k in shifted), 1))
+        evidence += cfg.row_evidence * max(0.0, n_agree - chance * n_rows)
     return replace(run, evidence=evidence)
 
 
@@ -201,6 +214,20 @@ def _join_parts(
                 continue
         joined.append(part)
     return joined
+
+
+def _core(part: np.ndarray, p: Pairs, a: AudioFingerprint, src_start: float, src_end: float) -> tuple[float, float]:
+    """The source frames of the first and last ``CORE_PAIRS`` of ``part`` within ``CORE_S`` (the span if none)."""
+    span = CORE_S / a.frame_s
+    starts = np.sort(p.ts[part])
+    ends = np.sort(p.ts[part] + a.spans[p.src[part]])
+    dense = np.nonzero(starts[CORE_PAIRS - 1 :] - starts[: starts.size - CORE_PAIRS + 1] <= span)[0]
+    if dense.size:
+        src_start = float(starts[dense[0]])
+    dense = np.nonzero(ends[CORE_PAIRS - 1 :] - ends[: ends.size - CORE_PAIRS + 1] <= span)[0]
+    if dense.size:
+        src_end = float(ends[dense[-1] + CORE_PAIRS - 1])
+    return src_start, src_end
 
 
 def _one_vote_each(p: Pairs, members: np.ndarray) -> np.ndarray:
@@ -256,5 +283,6 @@ def _score_run(
         return None
     density = evidence / max(min(in_a, in_b), 1)
     evidence *= min(1.0, density / cfg.full_density)
+    src_start, src_end = _core(part, p, a, src_start, src_end)
     src_start, src_end = extend_run(a, b, line, src_start, src_end)
     return _with_rows(_Run(line, src_start, src_end, evidence, int(part.size), evidence), a, b, cfg)
