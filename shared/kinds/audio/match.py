@@ -63,10 +63,12 @@ MERGE_GAP_S = 1.0
 #: above the pair's own chance share, measured along the line moved by each of CHANCE_SHIFTS_S, when higher.
 ROW_CHANCE = 0.2
 CHANCE_SHIFTS_S = (-6.0, -3.0, -1.5, 1.5, 3.0, 6.0)
-#: A run's edges are refined from its dense core: the first and last CORE_PAIRS pairs within CORE_S. A chance
-#: pair on the line up to ``max_gap_s`` beyond the copy no longer carries an edge into the filler.
-CORE_PAIRS = 3
-CORE_S = 2.0
+#: A run's edges are refined from its core: lone pairs at its ends, further than CORE_GAP_S and CORE_GAP_FACTOR
+#: times the run's median gap from the next, are left out, so a chance pair on the line up to ``max_gap_s``
+#: beyond the copy no longer carries an edge into the filler (a sparse run, where such gaps are common, keeps
+#: its ends).
+CORE_GAP_S = 1.5
+CORE_GAP_FACTOR = 5.0
 
 
 @dataclass(frozen=True)
@@ -217,17 +219,22 @@ def _join_parts(
 
 
 def _core(part: np.ndarray, p: Pairs, a: AudioFingerprint, src_start: float, src_end: float) -> tuple[float, float]:
-    """The source frames of the first and last ``CORE_PAIRS`` of ``part`` within ``CORE_S`` (the span if none)."""
-    span = CORE_S / a.frame_s
+    """``[src_start, src_end]`` without lone pairs at either end: an end pair is left out while the gap to its
+    neighbour exceeds ``CORE_GAP_S`` and ``CORE_GAP_FACTOR`` times the run's median gap."""
+    if part.size < 3:
+        return src_start, src_end
     starts = np.sort(p.ts[part])
     ends = np.sort(p.ts[part] + a.spans[p.src[part]])
-    dense = np.nonzero(starts[CORE_PAIRS - 1 :] - starts[: starts.size - CORE_PAIRS + 1] <= span)[0]
-    if dense.size:
-        src_start = float(starts[dense[0]])
-    dense = np.nonzero(ends[CORE_PAIRS - 1 :] - ends[: ends.size - CORE_PAIRS + 1] <= span)[0]
-    if dense.size:
-        src_end = float(ends[dense[-1] + CORE_PAIRS - 1])
-    return src_start, src_end
+    gaps = np.diff(starts)
+    lone = max(CORE_GAP_S / a.frame_s, CORE_GAP_FACTOR * float(np.median(gaps)))
+    first = 0
+    while first < gaps.size - 1 and gaps[first] > lone:
+        first += 1
+    gaps = np.diff(ends)
+    last = ends.size - 1
+    while last > 1 and gaps[last - 1] > lone:
+        last -= 1
+    return float(starts[first]), float(ends[last])
 
 
 def _one_vote_each(p: Pairs, members: np.ndarray) -> np.ndarray:
