@@ -289,8 +289,9 @@ def test_an_excerpt_that_fades_in_over_a_held_chord_starts_at_the_cut(seed: int)
 
 
 def test_a_chance_pair_ahead_of_a_run_does_not_move_its_edge() -> None:
-    """Edges are refined from a run's dense core: a lone pair 3.5 s before it (on the line, within the 4 s
-    gap a run tolerates) is left out, so the rows, not that pair, decide how far the start reaches."""
+    """Edges are refined from a run's core: a lone pair 3.5 s before it (on the line, within the 4 s gap a
+    run tolerates, 7x the run's median gap) is left out, so the rows, not that pair, decide how far the
+    start reaches."""
     from shared.kinds.audio.hough import Pairs
     from shared.kinds.audio.match import _core
 
