@@ -12,9 +12,9 @@ stereo FLAC), ``targets/`` (transformed excerpts inside unrelated filler, encode
   game level, all read by the same two actors: speech-vs-speech hard negatives).
 - Fillers (the unrelated audio around an excerpt): Drascula and HyperRogue music, never used as sources.
 - Tracks are split by a seeded shuffle into a tuning split (used to calibrate the scores of both methods)
-  and an evaluation split (reported). A third, fresh split (added later, built from its own seed) holds
-  recordings of the same packages that neither of them uses, for settings chosen after the evaluation split
-  had been inspected.
+  and an evaluation split (reported). Later splits (``LATER_SPLITS``, ``fresh`` and ``fresh2``, each built
+  from its own seed) hold recordings of the same packages that no earlier split uses, for settings chosen
+  after the earlier splits had been inspected.
 - Each positive target is: filler, then the transformed excerpt of a source (5, 10 or 30 s starting at a
   seeded position) placed at a seeded offset, then filler, and the whole target encoded. Time and pitch
   changes are applied to the excerpt with rubberband (pitch, tempo) or sox (speed); ground truth scales
@@ -41,6 +41,11 @@ MAX_TRACK_S = 240.0
 MIN_TRACK_S = 40.0
 #: name -> (excerpt time factor a (target s per source s), excerpt op, whole-target op, output suffix)
 CODECS = ["mp3_32k", "aac_64k", "opus_32k", "vorbis_q0", "flac", "wav", "resample_8k_mono", "eq_light", "telephone"]
+#: Later splits: name, extra tracks per group, English and Czech speech levels (index ranges).
+LATER_SPLITS: list[tuple[str, dict[str, int], tuple[int, int], tuple[int, int]]] = [
+    ("fresh", {"wesnoth": 8, "blupi": 4}, (4, 8), (6, 10)),
+    ("fresh2", {"wesnoth": 8}, (8, 11), (10, 13)),
+]
 PLAN: list[tuple[str, float]] = (
     [(c, length) for c in CODECS for length in (5.0, 10.0, 30.0)]
     + [("noise_10db", 10.0)]
@@ -86,21 +91,24 @@ def collect_tracks() -> list[dict[str, object]]:
         + [(f"hyperrogue_{p.stem}", [p]) for p in dpkg_files("hyperrogue-music")],
     }
     quota = {"wesnoth": 12, "fretsonfire": 8, "blupi": 6, "speech": 9, "filler": 14}
-    # The fresh split: recordings that neither the tuning nor the evaluation split holds (the same shuffles,
-    # read further), added on 2026-11-26 to check settings chosen after the evaluation split had been seen.
-    fresh_quota = {"wesnoth": 8, "blupi": 4}
-    groups["fresh_speech"] = speech_tracks("en", 8)[4:] + speech_tracks("cs", 10)[6:]
+    # Later splits: recordings that no earlier split holds (the same shuffles, read further), each added to check
+    # settings chosen after the splits before it had been seen (bench/audio/REPORT.md, fifth pass).
+    later = list(LATER_SPLITS)
+    for name, _, (en_lo, en_hi), (cs_lo, cs_hi) in later:
+        groups[f"{name}:speech"] = speech_tracks("en", en_hi)[en_lo:] + speech_tracks("cs", cs_hi)[cs_lo:]
     tracks: list[dict[str, object]] = []
     (ROOT / "tracks").mkdir(parents=True, exist_ok=True)
     for group, items in groups.items():
-        if group == "fresh_speech":  # appended after the draws, so the earlier splits' draws are unchanged
-            group, order, quota_now = "speech", np.arange(len(items)), 0
-            fresh_now = len(items)
+        if ":" in group:  # a later split's speech, appended after the draws: the earlier splits' stay unchanged
+            later_split, group = group.split(":")
+            order, splits = np.arange(len(items)), [later_split] * len(items)
         else:
-            order, quota_now, fresh_now = rng.permutation(len(items)), quota[group], fresh_quota.get(group, 0)
+            order = rng.permutation(len(items))
+            splits = ["filler" if group == "filler" else ("tune" if k % 3 == 0 else "eval") for k in range(quota[group])]
+            splits += [name for name, quotas, _, _ in later for _ in range(quotas.get(group, 0))]
         chosen = 0
         for i in order:
-            if chosen >= quota_now + fresh_now:
+            if chosen >= len(splits):
                 break
             name, parts = items[i]
             out = ROOT / "tracks" / f"{name}.flac"
@@ -117,9 +125,7 @@ def collect_tracks() -> list[dict[str, object]]:
                 sf.write(partial, 0.9 * x / max(np.abs(x).max(), 1e-9), SR, subtype="PCM_16")
                 partial.replace(out)
             duration_s = sf.info(out).duration
-            split = "filler" if group == "filler" else ("tune" if chosen % 3 == 0 else "eval")
-            if chosen >= quota_now:
-                split = "fresh"
+            split = splits[chosen]
             tracks.append({"name": name, "group": group, "path": str(out), "duration_s": duration_s, "split": split})
             chosen += 1
     return tracks
@@ -215,15 +221,17 @@ def make_target(job: dict[str, object]) -> dict[str, object]:
     return job
 
 
-def main() -> None:
-    tracks = collect_tracks()
-    sources = [t for t in tracks if t["split"] in ("tune", "eval")] + [t for t in tracks if t["split"] == "fresh"]
+def plan_jobs(tracks: list[dict[str, object]]) -> list[dict[str, object]]:
+    """One job per (source, transform, length), with its filler and seed."""
+    rank = {"tune": 0, "eval": 0} | {name: k + 1 for k, (name, *_) in enumerate(LATER_SPLITS)}
+    sources = sorted((t for t in tracks if t["split"] != "filler"), key=lambda t: rank[str(t["split"])])  # stable
     fillers = [t for t in tracks if t["split"] == "filler"]
-    rng = np.random.default_rng(SEED + 1)
     jobs: list[dict[str, object]] = []
+    rngs = {"tune": np.random.default_rng(SEED + 1)}  # tune and eval share one stream, in track order
+    for k, (name, *_) in enumerate(LATER_SPLITS):
+        rngs[name] = np.random.default_rng(SEED + 2 + k)  # its own draws: the earlier splits' stay as they were
     for t in sources:
-        if t["split"] == "fresh" and not any(j["split"] == "fresh" for j in jobs):
-            rng = np.random.default_rng(SEED + 2)  # its own draws: the earlier splits' stay as they were
+        rng = rngs["tune" if t["split"] == "eval" else str(t["split"])]
         for transform, length in PLAN:
             jobs.append(
                 {
@@ -238,6 +246,12 @@ def main() -> None:
                     "seed": int(rng.integers(2**31)),
                 }
             )
+    return jobs
+
+
+def main() -> None:
+    tracks = collect_tracks()
+    jobs = plan_jobs(tracks)
     (ROOT / "targets").mkdir(parents=True, exist_ok=True)
     workers = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     only_split = sys.argv[2] if len(sys.argv) > 2 else None  # build one split first (the others stay unbuilt)
