@@ -164,6 +164,10 @@ class AudioSettings:
     #: chance share (``audio.match.ROW_CHANCE``): 0.08 gives up to 1.0 per second. It only adds to a run that
     #: the triplets found; silence, tones and noise never make one. 0 turns it off.
     row_evidence: float = 0.08
+    #: Evidence per agreeing row above chance for an alignment that the frame rows found alone, with no triplet
+    #: run (``shared/kinds/audio/row_lines.py``: sparse and quiet passages after a codec or noise). 0 turns the
+    #: stage off.
+    row_line_evidence: float = 0.3
 
 
 @dataclass(frozen=True)

@@ -333,6 +333,31 @@ def test_calm_sparse_music_matches_but_noise_is_not_tonal(files: Path) -> None:
     assert not KIND.compare(full, target_fp, rate_only).segments  # the rate floor alone drops it
 
 
+def test_the_frame_rows_alone_find_a_copy_the_triplets_miss(files: Path) -> None:
+    """With triplet runs turned off (``min_run_evidence`` out of reach), an MP3 copy inside other music is
+    still found, at the right place, by the rows stage (``row_lines``); with that stage off too, nothing is.
+    Identical white noise, a tone and clicks give no rows-only run even against themselves."""
+    import dataclasses
+
+    x = melody(21, 40.0, stretch=2.0)
+    excerpt = x[12 * SR : 22 * SR]
+    target = scene(93, 30.0)
+    target[9 * SR : 9 * SR + excerpt.size] = 0.7 * excerpt
+    target_fp = fp_file(write_av(files / "rows_only.mp3", target, "libmp3lame", 22050, 64000))
+    full = fingerprint_samples(_to_8k(x))
+    rows_only = dataclasses.replace(SETTINGS.audio, min_run_evidence=1e9)
+    m = KIND.compare(full, target_fp, dataclasses.replace(SETTINGS, audio=rows_only))
+    assert matches(m), m.details
+    seg = max(m.segments, key=lambda s: s.score)
+    assert seg.source_start_s == pytest.approx(12.0, abs=0.5) and seg.target_start_s == pytest.approx(9.0, abs=0.5)
+    assert m.details["aligned_hashes"] == 0  # no triplet took part
+    off = dataclasses.replace(rows_only, row_line_evidence=0.0)
+    assert not KIND.compare(full, target_fp, dataclasses.replace(SETTINGS, audio=off)).segments
+    for make in (lambda: noise(3, 20.0), lambda: tone(20.0), lambda: clicks(20.0, period_s=0.037)):
+        fp = fp_file(write_sf(files / "rows_only_degenerate.wav", make()))
+        assert not KIND.compare(fp, fp, dataclasses.replace(SETTINGS, audio=rows_only)).segments
+
+
 def _piece(pitch: float, gap_s: float, insert: np.ndarray | None = None) -> np.ndarray:
     """4 s of melody, a held chord of ``gap_s`` (no onset: no triplet), 12 s of melody; all at ``pitch``."""
     t = np.arange(int(gap_s * SR)) / SR

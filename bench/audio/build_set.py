@@ -264,7 +264,7 @@ def main() -> None:
         old = json.loads(manifest.read_text())
         done = [p for p in old["positives"] if p["split"] != only_split] + done
     manifest.write_text(json.dumps({"seed": SEED, "tracks": tracks, "positives": done}, indent=1))
-    print(f"{len(sources)} source tracks, {len(fillers)} fillers, {len(done)} positive targets")
+    print(f"{sum(t['split'] != 'filler' for t in tracks)} source tracks, {len(done)} positive targets")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from shared.kinds.audio import row_lines
 from shared.kinds.audio.edges import extend_run, row_agreement
 from shared.kinds.audio.fingerprint import AudioFingerprint
 from shared.kinds.audio.hough import Line, Pairs, find_pairs, lines
@@ -162,22 +163,56 @@ def _find_runs(a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings) -> 
                 runs[-1] = _merge(runs[-1], run, a, b, cfg)
             elif not any(_same_place(run, other) for other in runs):
                 runs.append(run)
+    if cfg.row_line_evidence > 0:
+        for line in row_lines.candidate_lines(a, b):
+            run = _row_run(line, a, b, cfg)
+            if run is not None and not any(_target_overlap(run, other) for other in runs):
+                runs.append(run)
     return runs
 
 
-def _with_rows(run: _Run, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings) -> _Run:
-    """``run`` with its evidence set to its triplets' plus its agreeing frame rows' (``row_evidence``)."""
+def _row_run(line: Line, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings) -> _Run | None:
+    """A run of ``line`` found by the frame rows alone (``row_lines``), or None when it is no evidence."""
+    found = row_lines.segment(a, b, line)
+    if found is None:
+        return None
+    start, end, share = found
+    if (end - start) * a.frame_s < max(cfg.min_segment_s, row_lines.MIN_S) or share < row_lines.MIN_SHARE:
+        return None
+    tonal = min(
+        continued_share(a, start, end), continued_share(b, start + line.offset_frames, end + line.offset_frames)
+    )
+    if tonal < cfg.min_continued_share:
+        return None  # noise agrees with itself row by row, but its maxima never continue
+    run = _Run(line, start, end, 0.0, 0)
+    if max((n / k for n, k in _shifted_agreement(run, a, b) if k), default=1.0) > row_lines.MAX_SHIFTED_SHARE:
+        return None  # a steady or periodic sound (a tone, a drone) agrees with itself at other offsets too
+    run = _with_rows(run, a, b, cfg, cfg.row_line_evidence)
+    return run if run.evidence > 0 else None
+
+
+def _shifted_agreement(run: _Run, a: AudioFingerprint, b: AudioFingerprint) -> list[tuple[int, int]]:
+    """``row_agreement`` of the run's span along its line moved by each of ``CHANCE_SHIFTS_S``."""
+    return [
+        row_agreement(a, b, replace(run.line, offset_frames=run.line.offset_frames + d / a.frame_s), run.src_start, run.src_end)
+        for d in CHANCE_SHIFTS_S
+    ]
+
+
+def _with_rows(
+    run: _Run, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings, per_row: float | None = None
+) -> _Run:
+    """``run`` with its evidence set to its triplets' plus its agreeing frame rows' (``per_row`` each, by default
+    ``row_evidence``)."""
     evidence = run.triplet_evidence
-    if cfg.row_evidence > 0:
+    per_row = cfg.row_evidence if per_row is None else per_row
+    if per_row > 0:
         n_agree, n_rows = row_agreement(a, b, run.line, run.src_start, run.src_end)
         # Chance agreement of this pair: the same line moved by a few seconds. A steady passage (a held chord)
         # agrees with itself a second later, so its rows prove less than changing music's.
-        shifted = [
-            row_agreement(a, b, replace(run.line, offset_frames=run.line.offset_frames + d / a.frame_s), run.src_start, run.src_end)
-            for d in CHANCE_SHIFTS_S
-        ]
+        shifted = _shifted_agreement(run, a, b)
         chance = max(ROW_CHANCE, sum(n for n, _ in shifted) / max(sum(k for _, k in shifted), 1))
-        evidence += cfg.row_evidence * max(0.0, n_agree - chance * n_rows)
+        evidence += per_row * max(0.0, n_agree - chance * n_rows)
     return replace(run, evidence=evidence)
 
 
@@ -244,6 +279,13 @@ def _one_vote_each(p: Pairs, members: np.ndarray) -> np.ndarray:
     order = order[np.sort(first)]
     _, first = np.unique(p.tgt[order], return_index=True)
     return order[np.sort(first)]
+
+
+def _target_overlap(run: _Run, other: _Run) -> bool:
+    """Whether the two runs cover some of the same target time (a rows-only run there adds nothing)."""
+    start, end = (run.line.scale * t + run.line.offset_frames for t in (run.src_start, run.src_end))
+    other_start, other_end = (other.line.scale * t + other.line.offset_frames for t in (other.src_start, other.src_end))
+    return start < other_end and other_start < end
 
 
 def _same_place(run: _Run, other: _Run) -> bool:
