@@ -15,13 +15,16 @@
    run is still kept when the span is tonal on both sides (``tonal``: the sustain maxima continue from row
    to row in at least ``min_continued_share`` of it, which noise never does) and holds at least
    ``min_tonal_hash_rate_per_s`` triplets a second.
-4. Edges are refined (``edges``): source peaks just outside the run are mapped through the line (time by
-   ``a``, band by the pitch shift) and the run grows while they find a target peak, then likewise on the
-   sustain maxima, which reach a cut made inside a held note.
-   Then the frame rows (loudness and spectral shape every 64 ms) walk each edge out, through pauses too,
-   and trim an edge that ran into the filler; the rows of the final segment that agree above chance add
+4. Edges are refined (``edges``) from the run's core (lone pairs at its ends left out): source peaks just
+   outside it are mapped through the line (time by ``a``, band by the pitch shift) and the run grows while
+   they find a target peak, then likewise on the sustain maxima, which reach a cut made inside a held note.
+   Then the frame rows (loudness and spectral shape every 64 ms) place each edge where their agreement sum
+   peaks, through pauses too, trimming an edge that ran into the filler; the rows of the final segment that
+   agree above chance (20%, or the pair's own share along the line moved by a few seconds, when higher) add
    ``row_evidence`` each to the run's evidence (an aligned copy agrees on 70-90% of its rows, a chance line
-   on 3-10%), which rescues pitch-shifted copies where few triplets survived.
+   on 3-10%), which rescues pitch-shifted copies where few triplets survived. Copies that no triplet run
+   found at all, but whose rows agree along an unscaled line, come from ``row_lines`` (``row_line_evidence``
+   per row above chance).
    Two runs of one line whose refined edges overlap or lie within ``MERGE_GAP_S`` are merged into one
    (their triplet evidence added, the rows counted once over the union), rather than the later one being
    dropped as a fringe of the earlier.
