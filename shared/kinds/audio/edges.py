@@ -60,6 +60,10 @@ EVIDENCE_FLIPS_PITCH = 6
 ROW_SHARE = 0.35
 ROW_REACH_S = 10.0
 ROW_GIVE_UP = 3.0
+#: ... or SHORT_GIVE_UP for a run whose core is shorter than SHORT_CORE_S: its own rows are too few to outweigh
+#: a chance stretch of agreeing rows past a cut (similar timbres on both sides).
+SHORT_CORE_S = 3.0
+SHORT_GIVE_UP = 1.5
 #: The gain (target dB - source dB) starts as the median over the run's loud rows within ROW_GAIN_S of the
 #: edge, and each agreeing loud row moves it this share of the way to its own (a time stretcher's level
 #: drifts by 4-5 dB over a few seconds).
@@ -94,8 +98,11 @@ def _walk(confirmed: np.ndarray) -> int:
     return last
 
 
-def extend_run(a: AudioFingerprint, b: AudioFingerprint, line: Line, src_start: float, src_end: float) -> tuple[float, float]:
-    """Grow ``[src_start, src_end]`` (source frames) outwards along ``line``: peaks, sustain maxima, then rows."""
+def extend_run(
+    a: AudioFingerprint, b: AudioFingerprint, line: Line, src_start: float, src_end: float, share: float = ROW_SHARE
+) -> tuple[float, float]:
+    """Grow ``[src_start, src_end]`` (source frames) outwards along ``line``: peaks, sustain maxima, then rows
+    (``share``: the rows' agreement rate that neither grows nor shrinks an edge, see ``_grow_rows``)."""
     reach = REACH_S / a.frame_s
     run_start, run_end = src_start, src_end
     frames = a.peak_frames.astype(np.float64)
@@ -106,7 +113,7 @@ def extend_run(a: AudioFingerprint, b: AudioFingerprint, line: Line, src_start: 
     if after.size:
         src_end = _grow(a, b, line, after, src_end)
     src_start, src_end = _grow_sustain(a, b, line, src_start, -1), _grow_sustain(a, b, line, src_end, +1)
-    return _grow_rows(a, b, line, src_start, src_end, run_start, run_end)
+    return _grow_rows(a, b, line, src_start, src_end, run_start, run_end, share)
 
 
 _POPCOUNT = np.array([bin(n).count("1") for n in range(1 << ROW_BITS)], dtype=np.int8)
@@ -157,7 +164,14 @@ def _shape_bits(rows: np.ndarray, set_index: int) -> np.ndarray:
 
 
 def _grow_rows(
-    a: AudioFingerprint, b: AudioFingerprint, line: Line, src_start: float, src_end: float, run_start: float, run_end: float
+    a: AudioFingerprint,
+    b: AudioFingerprint,
+    line: Line,
+    src_start: float,
+    src_end: float,
+    run_start: float,
+    run_end: float,
+    share: float = ROW_SHARE,
 ) -> tuple[float, float]:
     """Place each edge where the aligned frame rows stop agreeing: a cumulative-sum boundary (Page's CUSUM).
 
@@ -209,20 +223,21 @@ def _grow_rows(
                 break
             ok = next((mm for mm in near if rows.agree(np.array([r]), np.array([mm]), g, level, flips, True)[0]), None)
             if ok is not None:
-                total += 1.0 - ROW_SHARE
+                total += 1.0 - share
                 if rows.la[r] > level - ROW_QUIET_DB:  # follow a slow drift of the gain (a fade, a time stretcher)
                     g += ROW_GAIN_TRACK * (float(rows.lb[ok] - rows.la[r]) - g)
             else:
-                total -= ROW_SHARE
+                total -= share
             if total > best_total:
                 best_total, best = total, r
-            elif total < best_total - ROW_GIVE_UP:
+            elif total < best_total - give_up:
                 break
             r += step
         return best
 
     inner_start = min(max(int(np.floor(run_start / SUSTAIN_EVERY)), first), last)
     inner_end = max(min(int(np.ceil(run_end / SUSTAIN_EVERY)), last), first)
+    give_up = ROW_GIVE_UP if (inner_end - inner_start) * row_s >= SHORT_CORE_S else SHORT_GIVE_UP
     start_row = boundary(inner_start, first, -1, gain(slice(0, n_gain)))
     end_row = boundary(inner_end, last, +1, gain(slice(-n_gain, None)))
     return float(start_row * SUSTAIN_EVERY), float(end_row * SUSTAIN_EVERY)
@@ -270,7 +285,14 @@ def _grow(a: AudioFingerprint, b: AudioFingerprint, line: Line, idx: np.ndarray,
     return float(frames[groups[k][0]]) if k >= 0 else edge
 
 
-def row_agreement(a: AudioFingerprint, b: AudioFingerprint, line: Line, src_start: float, src_end: float) -> tuple[int, int]:
+def row_agreement(
+    a: AudioFingerprint,
+    b: AudioFingerprint,
+    line: Line,
+    src_start: float,
+    src_end: float,
+    pitch_flips: int = EVIDENCE_FLIPS_PITCH,
+) -> tuple[int, int]:
     """(agreeing rows, rows) of the source frame rows in ``[src_start, src_end]`` (frames) along ``line``.
 
     The test of the edge walk, vectorised, with the gain and level of the whole span, and only loud rows
@@ -290,7 +312,7 @@ def row_agreement(a: AudioFingerprint, b: AudioFingerprint, line: Line, src_star
     m = np.clip(np.round(pos).astype(np.int64), 0, n_b - 1)
     loud = rows.la[r] > level - ROW_QUIET_DB
     g = float(np.median((rows.lb[m] - rows.la[r])[loud])) if loud.any() else 0.0
-    flips = rows.max_flips(EVIDENCE_FLIPS_PITCH)
+    flips = rows.max_flips(pitch_flips)
     ok = np.zeros(r.size, dtype=bool)
     for near in (np.floor(pos), np.ceil(pos)):
         mm = near.astype(np.int64)

@@ -50,7 +50,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from shared.kinds.audio import row_lines
-from shared.kinds.audio.edges import extend_run, row_agreement
+from shared.kinds.audio.edges import (
+    EVIDENCE_FLIPS_PITCH,
+    ROW_MAX_FLIPS_PITCH,
+    ROW_SHARE,
+    extend_run,
+    row_agreement,
+)
 from shared.kinds.audio.fingerprint import AudioFingerprint
 from shared.kinds.audio.hough import Line, Pairs, find_pairs, lines
 from shared.kinds.audio.peaks import BANDS_PER_OCTAVE, N_FFT
@@ -67,6 +73,9 @@ MERGE_GAP_S = 1.0
 #: above the pair's own chance share, measured along the line moved by each of CHANCE_SHIFTS_S, when higher.
 ROW_CHANCE = 0.2
 CHANCE_SHIFTS_S = (-6.0, -3.0, -1.5, 1.5, 3.0, 6.0)
+#: The rows' edge search (``edges._grow_rows``) counts a row as evidence only at this margin above the pair's
+#: chance share (over the run's core), when that is higher than ``edges.ROW_SHARE``.
+ROW_SHARE_MARGIN = 0.15
 #: A run's edges are refined from its core: lone pairs at its ends, further than CORE_GAP_S and CORE_GAP_FACTOR
 #: times the run's median gap from the next, are left out, so a chance pair on the line up to ``max_gap_s``
 #: beyond the copy no longer carries an edge into the filler (a sparse run, where such gaps are common, keeps
@@ -194,10 +203,14 @@ def _row_run(line: Line, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSet
     return run if run.evidence > 0 else None
 
 
-def _shifted_agreement(run: _Run, a: AudioFingerprint, b: AudioFingerprint) -> list[tuple[int, int]]:
+def _shifted_agreement(
+    run: _Run, a: AudioFingerprint, b: AudioFingerprint, pitch_flips: int = EVIDENCE_FLIPS_PITCH
+) -> list[tuple[int, int]]:
     """``row_agreement`` of the run's span along its line moved by each of ``CHANCE_SHIFTS_S``."""
     return [
-        row_agreement(a, b, replace(run.line, offset_frames=run.line.offset_frames + d / a.frame_s), run.src_start, run.src_end)
+        row_agreement(
+            a, b, replace(run.line, offset_frames=run.line.offset_frames + d / a.frame_s), run.src_start, run.src_end, pitch_flips
+        )
         for d in CHANCE_SHIFTS_S
     ]
 
@@ -336,5 +349,8 @@ def _score_run(
     density = evidence / max(min(in_a, in_b), 1)
     evidence *= min(1.0, density / cfg.full_density)
     src_start, src_end = _core(part, p, a, src_start, src_end)
-    src_start, src_end = extend_run(a, b, line, src_start, src_end)
+    # Rows grow an edge only where they agree more often than this pair does by chance (similar timbres).
+    shifted = _shifted_agreement(_Run(line, src_start, src_end, 0.0, 0), a, b, ROW_MAX_FLIPS_PITCH)
+    chance = sum(n for n, _ in shifted) / max(sum(k for _, k in shifted), 1)
+    src_start, src_end = extend_run(a, b, line, src_start, src_end, max(ROW_SHARE, chance + ROW_SHARE_MARGIN))
     return _with_rows(_Run(line, src_start, src_end, evidence, int(part.size), evidence), a, b, cfg)
