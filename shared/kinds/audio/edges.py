@@ -178,8 +178,10 @@ def _grow_rows(
     A source row ``r`` maps through the line to target row ``scale * r + offset``; both neighbouring target
     rows are tried. From the triplet run's dense core (``run_start`` / ``run_end``, inside the copy) outwards, to
     ``ROW_REACH_S`` past the edge the peak and sustain walks reached (``src_start`` / ``src_end``), every row
-    adds ``1 - ROW_SHARE`` when it agrees and ``-ROW_SHARE`` when it does not; the edge is the row where that
-    sum peaks. Inside a copy rows agree far more often than ``ROW_SHARE`` (50-90% after codecs, noise and
+    adds ``1 - share`` when it agrees and ``-share`` when it does not (``share``: ``ROW_SHARE``, or the pair's
+    own chance share plus a margin when higher, ``match``); the edge is the row where that sum peaks, and
+    the search gives up ``ROW_GIVE_UP`` below it (``SHORT_GIVE_UP`` for a short core). Inside a copy rows
+    agree far more often than ``ROW_SHARE`` (50-90% after codecs, noise and
     time stretching), in unrelated audio far less (3-6%), so the sum climbs through the copy, scattered
     disagreeing rows included, and falls after the cut. This both grows an edge through pauses and quiet
     passages with no peak (quiet rows agreeing with quiet rows count) and trims an edge that the peak or

@@ -215,6 +215,12 @@ def _shifted_agreement(
     ]
 
 
+def _chance_share(run: _Run, a: AudioFingerprint, b: AudioFingerprint, pitch_flips: int = EVIDENCE_FLIPS_PITCH) -> float:
+    """Share of the run's rows that agree along its line moved by the chance shifts, all pooled."""
+    shifted = _shifted_agreement(run, a, b, pitch_flips)
+    return sum(n for n, _ in shifted) / max(sum(k for _, k in shifted), 1)
+
+
 def _with_rows(
     run: _Run, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings, per_row: float | None = None
 ) -> _Run:
@@ -226,8 +232,7 @@ def _with_rows(
         n_agree, n_rows = row_agreement(a, b, run.line, run.src_start, run.src_end)
         # Chance agreement of this pair: the same line moved by a few seconds. A steady passage (a held chord)
         # agrees with itself a second later, so its rows prove less than changing music's.
-        shifted = _shifted_agreement(run, a, b)
-        chance = max(ROW_CHANCE, sum(n for n, _ in shifted) / max(sum(k for _, k in shifted), 1))
+        chance = max(ROW_CHANCE, _chance_share(run, a, b))
         evidence += per_row * max(0.0, n_agree - chance * n_rows)
     return replace(run, evidence=evidence)
 
@@ -350,7 +355,6 @@ def _score_run(
     evidence *= min(1.0, density / cfg.full_density)
     src_start, src_end = _core(part, p, a, src_start, src_end)
     # Rows grow an edge only where they agree more often than this pair does by chance (similar timbres).
-    shifted = _shifted_agreement(_Run(line, src_start, src_end, 0.0, 0), a, b, ROW_MAX_FLIPS_PITCH)
-    chance = sum(n for n, _ in shifted) / max(sum(k for _, k in shifted), 1)
+    chance = _chance_share(_Run(line, src_start, src_end, 0.0, 0), a, b, ROW_MAX_FLIPS_PITCH)
     src_start, src_end = extend_run(a, b, line, src_start, src_end, max(ROW_SHARE, chance + ROW_SHARE_MARGIN))
     return _with_rows(_Run(line, src_start, src_end, evidence, int(part.size), evidence), a, b, cfg)

@@ -13,7 +13,7 @@ unscaled, unshifted alignments of codec, resampling, EQ and noise copies:
 2. Each candidate line's rows are compared (``edges.row_agreement``'s test, row by row), and its segment is the
    stretch where the agreement sum peaks (each agreeing loud row adds ``1 - ROW_SHARE``, each other loud row
    ``-ROW_SHARE``; the maximum-sum run).
-3. The segment is kept when it lasts ``min_segment_s``, its rows agree on at least ``MIN_SHARE``, it is
+3. The segment is kept when it lasts ``MIN_S`` (and ``min_segment_s``), its rows agree on at least ``MIN_SHARE``, it is
    tonal on both sides (``tonal.continued_share``, as the low-rate runs of ``match``: an identical white
    noise file agrees with itself row by row, but its spectral maxima never continue), and the line moved by
    a few seconds agrees on at most ``MAX_SHIFTED_SHARE`` (a tone or a drone agrees with itself anywhere).
