@@ -358,6 +358,23 @@ def test_the_frame_rows_alone_find_a_copy_the_triplets_miss(files: Path) -> None
         assert not KIND.compare(fp, fp, dataclasses.replace(SETTINGS, audio=rows_only)).segments
 
 
+def test_row_votes_with_a_single_offset() -> None:
+    """Two distinct rows equal on both sides vote twice for one offset and nothing else (a regression: the
+    smoothing of the votes once read past a vote array shorter than 3 and crashed a catalog benchmark)."""
+    import dataclasses
+
+    from shared.kinds.audio import row_lines
+    from shared.kinds.audio.edges import _shape_bits
+
+    fp = fingerprint_samples(_to_8k(melody(2, 3.0)))
+    loud = fp.rows[fp.rows[:, 0] >= np.median(fp.rows[:, 0])]
+    keys = _shape_bits(loud, 0)
+    pair = loud[[0, int(np.nonzero(keys != keys[0])[0][0])]]
+    two = dataclasses.replace(fp, rows=pair.copy())
+    (line,) = row_lines.candidate_lines(two, two)
+    assert line.offset_frames == 0.0 and line.scale == 1.0
+
+
 def _piece(pitch: float, gap_s: float, insert: np.ndarray | None = None) -> np.ndarray:
     """4 s of melody, a held chord of ``gap_s`` (no onset: no triplet), 12 s of melody; all at ``pitch``."""
     t = np.arange(int(gap_s * SR)) / SR

@@ -70,7 +70,8 @@ def candidate_lines(a: AudioFingerprint, b: AudioFingerprint) -> list[Line]:
     offsets = ib[order_b[first[rep] + within]] - rows_a[rep]
     lo = int(offsets.min())
     votes = np.bincount(offsets - lo, weights=weight[rep])
-    smooth = np.convolve(votes, np.ones(3), mode="same")  # a row's time falls between two target rows
+    padded = np.concatenate([[0.0], votes, [0.0]])
+    smooth = padded[:-2] + padded[1:-1] + padded[2:]  # a row's time falls between two target rows
     lines: list[Line] = []
     for d in np.argsort(-smooth, kind="stable"):
         if smooth[d] < MIN_VOTES or len(lines) == MAX_CANDIDATES:
