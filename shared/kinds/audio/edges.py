@@ -302,22 +302,38 @@ def row_agreement(
     audio on 3-10%, so the count is evidence of its own, whether or not the triplets survived (``match`` adds
     the share above chance to a run's evidence).
     """
+    return row_agreements(a, b, line, src_start, src_end, (0.0,), pitch_flips)[0]
+
+
+def row_agreements(
+    a: AudioFingerprint,
+    b: AudioFingerprint,
+    line: Line,
+    src_start: float,
+    src_end: float,
+    shifts_frames: tuple[float, ...],
+    pitch_flips: int = EVIDENCE_FLIPS_PITCH,
+) -> list[tuple[int, int]]:
+    """``row_agreement`` along ``line`` moved by each of ``shifts_frames``, with the rows prepared once."""
     n_a, n_b = a.rows.shape[0], b.rows.shape[0]
     first = max(int(np.ceil(src_start / SUSTAIN_EVERY)), 0)
     last = min(int(np.floor(src_end / SUSTAIN_EVERY)), n_a - 1)
     if n_a == 0 or n_b == 0 or last - first < 4:
-        return 0, 0
+        return [(0, 0)] * len(shifts_frames)
     rows = _Rows(a, b, line)
     r = np.arange(first, last + 1)
-    pos = rows.scale * r + rows.offset
     level = float(np.median(rows.la[r]))
-    m = np.clip(np.round(pos).astype(np.int64), 0, n_b - 1)
     loud = rows.la[r] > level - ROW_QUIET_DB
-    g = float(np.median((rows.lb[m] - rows.la[r])[loud])) if loud.any() else 0.0
     flips = rows.max_flips(pitch_flips)
-    ok = np.zeros(r.size, dtype=bool)
-    for near in (np.floor(pos), np.ceil(pos)):
-        mm = near.astype(np.int64)
-        valid = (mm >= 0) & (mm < n_b)
-        ok |= valid & rows.agree(r, np.clip(mm, 0, n_b - 1), g, level, flips, quiet_counts=False)
-    return int(ok.sum()), int(r.size)
+    out = []
+    for shift in shifts_frames:
+        pos = rows.scale * r + rows.offset + shift / SUSTAIN_EVERY
+        m = np.clip(np.round(pos).astype(np.int64), 0, n_b - 1)
+        g = float(np.median((rows.lb[m] - rows.la[r])[loud])) if loud.any() else 0.0
+        ok = np.zeros(r.size, dtype=bool)
+        for near in (np.floor(pos), np.ceil(pos)):
+            mm = near.astype(np.int64)
+            valid = (mm >= 0) & (mm < n_b)
+            ok |= valid & rows.agree(r, np.clip(mm, 0, n_b - 1), g, level, flips, quiet_counts=False)
+        out.append((int(ok.sum()), int(r.size)))
+    return out

@@ -56,6 +56,7 @@ from shared.kinds.audio.edges import (
     ROW_SHARE,
     extend_run,
     row_agreement,
+    row_agreements,
 )
 from shared.kinds.audio.fingerprint import AudioFingerprint
 from shared.kinds.audio.hough import Line, Pairs, find_pairs, lines
@@ -207,12 +208,8 @@ def _shifted_agreement(
     run: _Run, a: AudioFingerprint, b: AudioFingerprint, pitch_flips: int = EVIDENCE_FLIPS_PITCH
 ) -> list[tuple[int, int]]:
     """``row_agreement`` of the run's span along its line moved by each of ``CHANCE_SHIFTS_S``."""
-    return [
-        row_agreement(
-            a, b, replace(run.line, offset_frames=run.line.offset_frames + d / a.frame_s), run.src_start, run.src_end, pitch_flips
-        )
-        for d in CHANCE_SHIFTS_S
-    ]
+    shifts = tuple(d / a.frame_s for d in CHANCE_SHIFTS_S)
+    return row_agreements(a, b, run.line, run.src_start, run.src_end, shifts, pitch_flips)
 
 
 def _chance_share(run: _Run, a: AudioFingerprint, b: AudioFingerprint, pitch_flips: int = EVIDENCE_FLIPS_PITCH) -> float:
