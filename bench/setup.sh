@@ -10,7 +10,7 @@ packages=(
   plasma-workspace-wallpapers opencv-doc visp-images-data
   # audio: game soundtracks and voice lines; the Chromaprint peer and the transform tools
   wesnoth-1.16-music fretsonfire-songs-muldjord fretsonfire-songs-sectoid drascula-music
-  planetblupi-music-ogg hyperrogue-music fillets-ng-data fillets-ng-data-cs
+  planetblupi-music-ogg hyperrogue-music singularity-music fillets-ng-data fillets-ng-data-cs
   libchromaprint-tools sox rubberband-cli ffmpeg
   # video: real footage
   python3-mecavideo renpy-demo fonts-dejavu-core

@@ -375,6 +375,37 @@ def test_row_votes_with_a_single_offset() -> None:
     assert line.offset_frames == 0.0 and line.scale == 1.0
 
 
+@pytest.mark.parametrize(("pitch", "stretch"), [(1.1, 1.0), (0.92, 1.0), (1.0, 1.08)])
+def test_a_copy_whose_triplets_make_no_line_is_found_by_a_weak_line(
+    monkeypatch: pytest.MonkeyPatch, pitch: float, stretch: float
+) -> None:
+    """Where no Hough cell reaches ``MIN_CELL_VOTES`` (a pitch-shifted copy that keeps a few, mostly repeated
+    triplets), the pairs binned by pitch too propose a weak line (``hough.weak_lines``) that the frame rows
+    confirm along its scale and pitch (``row_lines.segment``); with the rows-only stage off nothing is found,
+    and unrelated music gives no such run."""
+    import dataclasses
+
+    from shared.kinds.audio import hough
+
+    full = fingerprint_samples(_to_8k(melody(7, 30.0)))
+    changed = melody(7, 30.0 * stretch, pitch=pitch, stretch=stretch)
+    excerpt = changed[int(5 * stretch * SR) : int(15 * stretch * SR)]
+    target = scene(97, 12.0 + 10.0 * stretch + 10.0)
+    target[12 * SR : 12 * SR + excerpt.size] = excerpt
+    target_fp = fingerprint_samples(_to_8k(target))
+    monkeypatch.setattr(hough, "MIN_CELL_VOTES", 1e9)  # no strong line: only the weak stage can find it
+    m = KIND.compare(full, target_fp, SETTINGS)
+    assert matches(m), m.details
+    seg = max(m.segments, key=lambda s: s.score)
+    assert seg.source_start_s == pytest.approx(5.0, abs=0.5) and seg.target_start_s == pytest.approx(12.0, abs=0.5)
+    assert m.details["aligned_hashes"] == 0  # the rows alone scored it
+    assert m.details["pitch_factor"] == pytest.approx(pitch, abs=0.02)
+    assert m.details["time_scale"] == pytest.approx(stretch, abs=0.03)
+    off = dataclasses.replace(SETTINGS.audio, row_line_evidence=0.0)
+    assert not KIND.compare(full, target_fp, dataclasses.replace(SETTINGS, audio=off)).segments
+    assert not matches(KIND.compare(full, fingerprint_samples(_to_8k(scene(98, 30.0))), SETTINGS))
+
+
 def _piece(pitch: float, gap_s: float, insert: np.ndarray | None = None) -> np.ndarray:
     """4 s of melody, a held chord of ``gap_s`` (no onset: no triplet), 12 s of melody; all at ``pitch``."""
     t = np.arange(int(gap_s * SR)) / SR

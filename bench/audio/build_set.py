@@ -45,6 +45,7 @@ CODECS = ["mp3_32k", "aac_64k", "opus_32k", "vorbis_q0", "flac", "wav", "resampl
 LATER_SPLITS: list[tuple[str, dict[str, int], tuple[int, int], tuple[int, int]]] = [
     ("fresh", {"wesnoth": 8, "blupi": 4}, (4, 8), (6, 10)),
     ("fresh2", {"wesnoth": 8}, (8, 11), (10, 13)),
+    ("fresh3", {"wesnoth": 6, "singularity": 8}, (11, 14), (13, 16)),
 ]
 PLAN: list[tuple[str, float]] = (
     [(c, length) for c in CODECS for length in (5.0, 10.0, 30.0)]
@@ -89,6 +90,8 @@ def collect_tracks() -> list[dict[str, object]]:
         "speech": speech_tracks("en", 4) + speech_tracks("cs", 6),
         "filler": [(f"drascula_{p.stem}", [p]) for p in dpkg_files("drascula-music")]
         + [(f"hyperrogue_{p.stem}", [p]) for p in dpkg_files("hyperrogue-music")],
+        # Endgame: Singularity's soundtrack (electronic), only in fresh3: drawn after the others, which stay as they were.
+        "singularity": [(f"singularity_{p.stem.replace(' ', '_')}", [p]) for p in dpkg_files("singularity-music")],
     }
     quota = {"wesnoth": 12, "fretsonfire": 8, "blupi": 6, "speech": 9, "filler": 14}
     # Later splits: recordings that no earlier split holds (the same shuffles, read further), each added to check
@@ -104,7 +107,7 @@ def collect_tracks() -> list[dict[str, object]]:
             order, splits = np.arange(len(items)), [later_split] * len(items)
         else:
             order = rng.permutation(len(items))
-            splits = ["filler" if group == "filler" else ("tune" if k % 3 == 0 else "eval") for k in range(quota[group])]
+            splits = ["filler" if group == "filler" else ("tune" if k % 3 == 0 else "eval") for k in range(quota.get(group, 0))]
             splits += [name for name, quotas, _, _ in later for _ in range(quotas.get(group, 0))]
         chosen = 0
         for i in order:

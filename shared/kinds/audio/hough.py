@@ -47,6 +47,13 @@ MIN_CELL_VOTES = 3.0
 #: The slope is refitted only when the inliers span this many source frames (4 s).
 MIN_SLOPE_SPAN_FRAMES = 250
 MAX_LINES = 24
+#: Weak lines (``weak_lines``): the pairs no line took vote in a grid that also bins the pitch shift
+#: (``WEAK_PITCH_BIN`` bands), each vote counted in the 2 x 2 neighbouring offset and pitch cells, so a copy
+#: whose few surviving triplets split across a cell border still adds up. At most ``MAX_WEAK_LINES`` are
+#: proposed, each from a cell of at least ``MIN_WEAK_VOTES`` weighted votes.
+WEAK_PITCH_BIN = 1.0
+MIN_WEAK_VOTES = 1.0
+MAX_WEAK_LINES = 8
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,62 @@ def lines(p: Pairs, a: AudioFingerprint, b: AudioFingerprint, max_scale: float) 
         votes[best] = 0.0
         if line is not None:
             found.append(line)
+    return found
+
+
+def weak_lines(p: Pairs, taken: list[Line], max_scale: float) -> list[Line]:
+    """Candidate lines from the pairs that ``lines`` left, too few or too repeated to be a run themselves.
+
+    A pitch-shifted copy can keep as few as 7-16 triplets over 10 s, most of them values repeated over the
+    source (a weight of 0.05-0.3 each), so no cell of ``lines`` reaches ``MIN_CELL_VOTES`` although every one
+    of those pairs agrees on the offset and on the pitch. Binning the pitch too separates them from chance
+    pairs, whose pitch differences spread over the whole allowed range. These lines are hypotheses only:
+    ``match`` keeps one when its frame rows agree along it (``row_lines.segment``).
+    """
+    used = np.zeros(len(p), dtype=bool)
+    for line in taken:
+        used[line.members] = True
+    free = np.nonzero(~used)[0]
+    if free.size < 3:
+        return []
+    grid = np.arange(1.0 / max_scale, max_scale + A_STEP / 2, A_STEP)
+    pair_parts, a_parts, b_parts = [], [], []
+    for ai, scale in enumerate(grid):
+        sel = free[np.abs(scale * p.span_s[free] - p.span_t[free]) <= SPAN_TOL_FRAMES + 0.02 * p.span_s[free]]
+        pair_parts.append(sel)
+        a_parts.append(np.full(sel.size, ai, np.int64))
+        b_parts.append(np.floor((p.tt[sel] - scale * p.ts[sel]) / B_STEP).astype(np.int64))
+    pair_of_vote, a_bin, b_bin = (np.concatenate(x) for x in (pair_parts, a_parts, b_parts))
+    p_bin = np.floor(p.pitch_bands[pair_of_vote] / WEAK_PITCH_BIN).astype(np.int64)
+    # Each vote counts in the cells whose 2 x 2 box of (offset, pitch) holds it.
+    pair_of_vote = np.tile(pair_of_vote, 4)
+    a_bin = np.tile(a_bin, 4)
+    b_bin = np.concatenate([b_bin, b_bin - 1, b_bin, b_bin - 1])
+    p_bin = np.concatenate([p_bin, p_bin, p_bin - 1, p_bin - 1])
+    b_bin -= b_bin.min()
+    p_bin -= p_bin.min()
+    n_b, n_p = int(b_bin.max()) + 1, int(p_bin.max()) + 1
+    cells, cell_of_vote = np.unique((a_bin * n_b + b_bin) * n_p + p_bin, return_inverse=True)
+    votes = np.bincount(cell_of_vote, weights=p.weight[pair_of_vote], minlength=cells.size)
+    found: list[Line] = []
+    while len(found) < MAX_WEAK_LINES and votes.size:
+        best = int(np.argmax(votes))
+        if votes[best] < MIN_WEAK_VOTES:
+            break
+        members = np.unique(pair_of_vote[cell_of_vote == best])
+        votes[best] = 0.0
+        if members.size < 3:
+            continue
+        scale = float(grid[cells[best] // (n_b * n_p)])
+        offset = float(np.median(p.tt[members] - scale * p.ts[members]))
+        line = _fit(p, used, scale, offset, max_scale)
+        if line is None:
+            continue
+        used[line.members] = True
+        gone = used[pair_of_vote]
+        votes -= np.bincount(cell_of_vote[gone], weights=p.weight[pair_of_vote[gone]], minlength=cells.size)
+        pair_of_vote, cell_of_vote = pair_of_vote[~gone], cell_of_vote[~gone]
+        found.append(line)
     return found
 
 

@@ -24,7 +24,9 @@
    ``row_evidence`` each to the run's evidence (an aligned copy agrees on 70-90% of its rows, a chance line
    on 3-10%), which rescues pitch-shifted copies where few triplets survived. Copies that no triplet run
    found at all, but whose rows agree along an unscaled line, come from ``row_lines`` (``row_line_evidence``
-   per row above chance).
+   per row above chance); so do copies whose few surviving triplets made no run but propose a weak line
+   (``hough.weak_lines``: pitch-shifted copies keep 7-16 mostly repeated triplets over 10 s), held to a
+   longer stretch and a margin over their shifted lines' agreement (``row_lines.WEAK_MIN_S``, ``WEAK_MARGIN``).
    Two runs of one line whose refined edges overlap or lie within ``MERGE_GAP_S`` are merged into one
    (their triplet evidence added, the rows counted once over the union), rather than the later one being
    dropped as a fringe of the earlier.
@@ -59,7 +61,7 @@ from shared.kinds.audio.edges import (
     row_agreements,
 )
 from shared.kinds.audio.fingerprint import AudioFingerprint
-from shared.kinds.audio.hough import Line, Pairs, find_pairs, lines
+from shared.kinds.audio.hough import Line, Pairs, find_pairs, lines, weak_lines
 from shared.kinds.audio.peaks import BANDS_PER_OCTAVE, N_FFT
 from shared.kinds.audio.tonal import continued_share
 from shared.protocol import Confidence, Match, Segment
@@ -163,7 +165,8 @@ def _find_runs(a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings) -> 
     max_gap = cfg.max_gap_s / a.frame_s
     fa, fb = np.sort(a.hash_frames.astype(np.int64)), np.sort(b.hash_frames.astype(np.int64))
     runs: list[_Run] = []
-    for line in lines(pairs, a, b, cfg.max_time_scale):
+    found = lines(pairs, a, b, cfg.max_time_scale)
+    for line in found:
         members = _one_vote_each(pairs, line.members)
         members = members[np.argsort(pairs.ts[members], kind="stable")]
         breaks = np.nonzero(np.diff(pairs.ts[members]) > max_gap)[0] + 1
@@ -177,7 +180,7 @@ def _find_runs(a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSettings) -> 
             elif not any(_same_place(run, other) for other in runs):
                 runs.append(run)
     if cfg.row_line_evidence > 0:
-        for line in row_lines.candidate_lines(a, b):
+        for line in row_lines.candidate_lines(a, b) + weak_lines(pairs, found, cfg.max_time_scale):
             run = _row_run(line, a, b, cfg)
             if run is not None and not any(_target_overlap(run, other) for other in runs):
                 runs.append(run)
@@ -190,7 +193,9 @@ def _row_run(line: Line, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSet
     if found is None:
         return None
     start, end, share = found
-    if (end - start) * a.frame_s < max(cfg.min_segment_s, row_lines.MIN_S) or share < row_lines.MIN_SHARE:
+    weak = line.members.size > 0  # proposed by a few triplets (``weak_lines``), not by the row votes
+    min_s = row_lines.WEAK_MIN_S if weak else row_lines.MIN_S
+    if (end - start) * a.frame_s < max(cfg.min_segment_s, min_s) or share < row_lines.MIN_SHARE:
         return None
     tonal = min(
         continued_share(a, start, end), continued_share(b, start + line.offset_frames, end + line.offset_frames)
@@ -198,7 +203,9 @@ def _row_run(line: Line, a: AudioFingerprint, b: AudioFingerprint, cfg: AudioSet
     if tonal < cfg.min_continued_share:
         return None  # noise agrees with itself row by row, but its maxima never continue
     run = _Run(line, start, end, 0.0, 0)
-    if max((n / k for n, k in _shifted_agreement(run, a, b) if k), default=1.0) > row_lines.MAX_SHIFTED_SHARE:
+    shifted = _shifted_agreement(run, a, b, ROW_MAX_FLIPS_PITCH)  # the segment's own test (``row_lines.segment``)
+    most = max((n / k for n, k in shifted if k), default=1.0)
+    if most > row_lines.MAX_SHIFTED_SHARE or (weak and share < most + row_lines.WEAK_MARGIN):
         return None  # a steady or periodic sound (a tone, a drone) agrees with itself at other offsets too
     run = _with_rows(run, a, b, cfg, cfg.row_line_evidence)
     return run if run.evidence > 0 else None
