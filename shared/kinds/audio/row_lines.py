@@ -26,7 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.kinds.audio.edges import _POPCOUNT, ROW_MAX_FLIPS_PITCH, ROW_QUIET_DB, ROW_SHARE, _Rows, _shape_bits
+from shared.kinds.audio.edges import (
+    _POPCOUNT,
+    ROW_MAX_FLIPS_PITCH,
+    ROW_QUIET_DB,
+    ROW_SHARE,
+    _Rows,
+    _shape_bits,
+)
 from shared.kinds.audio.fingerprint import AudioFingerprint
 from shared.kinds.audio.hough import Line
 from shared.kinds.audio.peaks import SUSTAIN_EVERY
