@@ -176,8 +176,8 @@ def weak_lines(p: Pairs, taken: list[Line], max_scale: float) -> list[Line]:
     ``match`` keeps one when its frame rows agree along it (``row_lines.segment``).
     """
     used = np.zeros(len(p), dtype=bool)
-    for line in taken:
-        used[line.members] = True
+    for strong in taken:
+        used[strong.members] = True
     free = np.nonzero(~used)[0]
     if free.size < 3:
         return []
