@@ -128,17 +128,9 @@ def lines(p: Pairs, a: AudioFingerprint, b: AudioFingerprint, max_scale: float) 
     if len(p) == 0:
         return []
     grid = np.arange(1.0 / max_scale, max_scale + A_STEP / 2, A_STEP)
-    span_s, span_t = p.span_s, p.span_t
-    vote_pair, vote_a, vote_b = [], [], []
-    for ai, scale in enumerate(grid):
-        sel = np.nonzero(np.abs(scale * span_s - span_t) <= SPAN_TOL_FRAMES + 0.02 * span_s)[0]
-        vote_pair.append(sel)
-        vote_a.append(np.full(sel.size, ai))
-        vote_b.append(np.floor((p.tt[sel] - scale * p.ts[sel]) / B_STEP).astype(np.int64))
-    pair_of_vote = np.concatenate(vote_pair)
-    b_bin = np.concatenate(vote_b)
+    pair_of_vote, a_bin, b_bin = _votes(p, np.arange(len(p)), grid)
     b_min = int(b_bin.min()) if b_bin.size else 0
-    keys = np.concatenate(vote_a) * (int(b_bin.max(initial=0)) - b_min + 1) + (b_bin - b_min)
+    keys = a_bin * (int(b_bin.max(initial=0)) - b_min + 1) + (b_bin - b_min)
     cells, cell_of_vote = np.unique(keys, return_inverse=True)
     n_b = int(b_bin.max(initial=0)) - b_min + 1
     votes = np.bincount(cell_of_vote, weights=p.weight[pair_of_vote], minlength=cells.size)
@@ -166,6 +158,19 @@ def lines(p: Pairs, a: AudioFingerprint, b: AudioFingerprint, max_scale: float) 
     return found
 
 
+def _votes(p: Pairs, idx: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Hough votes of pairs ``idx``: (pair, index into ``grid`` of ``a``, offset bin) per vote; a pair votes
+    for every ``a`` that its span ratio allows."""
+    pair_parts, a_parts, b_parts = [], [], []
+    for ai, scale in enumerate(grid):
+        sel = idx[np.abs(scale * p.span_s[idx] - p.span_t[idx]) <= SPAN_TOL_FRAMES + 0.02 * p.span_s[idx]]
+        pair_parts.append(sel)
+        a_parts.append(np.full(sel.size, ai, np.int64))
+        b_parts.append(np.floor((p.tt[sel] - scale * p.ts[sel]) / B_STEP).astype(np.int64))
+    pair_of_vote, a_bin, b_bin = (np.concatenate(x) for x in (pair_parts, a_parts, b_parts))
+    return pair_of_vote, a_bin, b_bin
+
+
 def weak_lines(p: Pairs, taken: list[Line], max_scale: float) -> list[Line]:
     """Candidate lines from the pairs that ``lines`` left, too few or too repeated to be a run themselves.
 
@@ -182,13 +187,7 @@ def weak_lines(p: Pairs, taken: list[Line], max_scale: float) -> list[Line]:
     if free.size < 3:
         return []
     grid = np.arange(1.0 / max_scale, max_scale + A_STEP / 2, A_STEP)
-    pair_parts, a_parts, b_parts = [], [], []
-    for ai, scale in enumerate(grid):
-        sel = free[np.abs(scale * p.span_s[free] - p.span_t[free]) <= SPAN_TOL_FRAMES + 0.02 * p.span_s[free]]
-        pair_parts.append(sel)
-        a_parts.append(np.full(sel.size, ai, np.int64))
-        b_parts.append(np.floor((p.tt[sel] - scale * p.ts[sel]) / B_STEP).astype(np.int64))
-    pair_of_vote, a_bin, b_bin = (np.concatenate(x) for x in (pair_parts, a_parts, b_parts))
+    pair_of_vote, a_bin, b_bin = _votes(p, free, grid)
     p_bin = np.floor(p.pitch_bands[pair_of_vote] / WEAK_PITCH_BIN).astype(np.int64)
     # Each vote counts in the cells whose 2 x 2 box of (offset, pitch) holds it.
     pair_of_vote = np.tile(pair_of_vote, 4)
