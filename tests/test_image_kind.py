@@ -20,8 +20,9 @@ from shared.kinds.image import KIND, ImageFingerprint
 from shared.kinds.image.features import MAX_KEYPOINTS
 from shared.kinds.image.hashing import DIHEDRALS, dct_block, trim_box
 from shared.kinds.image.photometric import (
-    THUMB_SIDE_PX,
     block_agreement,
+    decode_thumbnail,
+    encode_thumbnail,
     frame_agreement,
     untrimmed_frame_matrix,
 )
@@ -91,9 +92,12 @@ def test_registry_and_protocol_basics(tmp_path: Path) -> None:
 def test_self_match_and_bytes_round_trip(base: tuple[Image.Image, ImageFingerprint]) -> None:
     _, f = base
     data = f.to_bytes()
-    # A few KB: header and hashes, the 64 px thumbnail (320x240 -> 64x48), the keypoints.
-    assert f.thumb.shape == (48, 64)
-    assert 304 + 64 * 48 + 38 * 64 <= len(data) <= 304 + THUMB_SIDE_PX**2 + 38 * MAX_KEYPOINTS
+    # A few KB: header and hashes (307 bytes), the 64 px thumbnail (320x240 -> 64x48, stored as a lossless
+    # WebP), 20 bytes per keypoint, 50 per inset.
+    assert f.thumb.shape == (48, 64) and 0 < len(f.thumb_code) < 64 * 48
+    assert 64 <= len(f.features.points) <= MAX_KEYPOINTS
+    n_bytes = 307 + len(f.thumb_code) + 20 * len(f.features.points) + 50 * len(f.insets)
+    assert len(data) == n_bytes <= 307 + 64 * 48 + 20 * MAX_KEYPOINTS + 50 * 3
     back = KIND.fingerprint_from_bytes(data)
     assert back == f and back.to_bytes() == data
     match = KIND.compare(f, back, SETTINGS)
@@ -102,8 +106,10 @@ def test_self_match_and_bytes_round_trip(base: tuple[Image.Image, ImageFingerpri
     assert match.details["transform"] == "identity" and match.details["hamming_bits"] == 0
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_older_fingerprint_versions_are_refused(version: int, base: tuple[Image.Image, ImageFingerprint]) -> None:
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_older_fingerprint_versions_are_refused(
+    version: int, base: tuple[Image.Image, ImageFingerprint]
+) -> None:
     data = bytearray(base[1].to_bytes())
     data[12:14] = version.to_bytes(2, "little")  # the header's version field
     with pytest.raises(DecodeFailed, match=f"version {version}"):
@@ -115,6 +121,38 @@ def test_from_bytes_rejects_garbage(base: tuple[Image.Image, ImageFingerprint]) 
     for bad in (b"", data[:20], data[:-1], b"XXXX" + data[4:], data + b"\0"):
         with pytest.raises(DecodeFailed):
             ImageFingerprint.from_bytes(bad)
+
+
+def test_descriptors_are_mirror_closed(large: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
+    """The mirrored image's descriptors are the stored ones with their halves swapped (features.py, v4)."""
+    img, f = large
+    g = fp(save(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), tmp_path / "mirror.png"))
+    a, b = f.features, g.features
+    # Pair each keypoint with the mirror image's keypoint at its reflected position and octave.
+    ref = b.mirrored_xy()
+    dist = np.linalg.norm(a.xy[:, None, :] - ref[None, :, :], axis=2)
+    nearest = dist.argmin(axis=1)
+    same = (dist.min(axis=1) < 1.0) & (a.points["octave"] == b.points["octave"][nearest])
+    assert same.sum() >= len(a.points) // 4  # the selection over grid cells is not mirror symmetric
+
+    def bits(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.unpackbits(np.bitwise_xor(x, y), axis=1).sum(axis=1)
+
+    swapped = bits(a.descriptors(mirror=True)[same], b.descriptors()[nearest[same]])
+    plain = bits(a.descriptors()[same], b.descriptors()[nearest[same]])
+    assert np.median(swapped) <= 8 and np.median(plain) >= 30
+
+
+def test_thumbnail_codec_round_trip(base: tuple[Image.Image, ImageFingerprint]) -> None:
+    """The stored thumbnail decodes to exactly the fresh one (lossless): stored and fresh fingerprints
+    compare alike."""
+    _, f = base
+    th, tw = f.thumb.shape
+    decoded = decode_thumbnail(f.thumb_code, tw, th)
+    assert decoded is not None and np.array_equal(decoded, f.thumb)
+    assert decode_thumbnail(f.thumb_code, tw + 1, th) is None and decode_thumbnail(b"junk", tw, th) is None
+    again = encode_thumbnail(f.thumb)
+    assert 0 < len(again) < tw * th
 
 
 # -- robustness -----------------------------------------------------------------------------------------
@@ -202,10 +240,14 @@ def _screenshot(img: Image.Image) -> Image.Image:
 
 LOCAL_VARIANTS = {
     "crop_50_off_centre": lambda im: im.crop(_crop_box(im, 0.5, 0.9, 0.2)),
-    "crop_25_mirrored": lambda im: im.crop(_crop_box(im, 0.75, 0.1, 0.8)).transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    "crop_25_mirrored": lambda im: im.crop(_crop_box(im, 0.75, 0.1, 0.8)).transpose(
+        Image.Transpose.FLIP_LEFT_RIGHT
+    ),
     "rotate_4_degrees": lambda im: im.rotate(4, resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0)),
     "screenshot_canvas": _screenshot,
-    "crop_then_rotate_90": lambda im: im.crop(_crop_box(im, 0.7, 0.5, 0.5)).transpose(Image.Transpose.ROTATE_270),
+    "crop_then_rotate_90": lambda im: im.crop(_crop_box(im, 0.7, 0.5, 0.5)).transpose(
+        Image.Transpose.ROTATE_270
+    ),
     "crop_with_logo": lambda im: _logo(im.crop(_crop_box(im, 0.75, 0.3, 0.6))),
 }
 
@@ -262,7 +304,9 @@ def _two_shots(seed: int) -> tuple[Image.Image, Image.Image]:
 
 
 def test_same_place_shot_twice_is_refused_by_the_block_check(tmp_path: Path) -> None:
-    unchecked = dataclasses.replace(SETTINGS, image=dataclasses.replace(SETTINGS.image, min_block_agreement=0.0))
+    unchecked = dataclasses.replace(
+        SETTINGS, image=dataclasses.replace(SETTINGS.image, min_block_agreement=0.0)
+    )
     for seed in (41, 42):
         first, second = _two_shots(seed)
         a = fp(save(first, tmp_path / "a.jpg", quality=85))
@@ -290,7 +334,9 @@ def test_block_agreement_of_a_thumbnail_with_itself_and_its_mirror(
     assert block_agreement(f.thumb, size, nothing, size, identity, False, 0.7).blocks == 0
 
 
-def test_frame_agreement_keeps_the_frame_and_its_mirror_only(base: tuple[Image.Image, ImageFingerprint]) -> None:
+def test_frame_agreement_keeps_the_frame_and_its_mirror_only(
+    base: tuple[Image.Image, ImageFingerprint],
+) -> None:
     f = base[1]
     size = (f.features.width, f.features.height)
     mirrored = np.ascontiguousarray(f.thumb[:, ::-1])
@@ -337,13 +383,17 @@ def test_an_ambiguous_fit_counts_only_when_the_blocks_confirm_it(tmp_path: Path)
     assert abs(explanation["rotation_deg"]) < 5.0 and explanation["mirror"] is False
     assert explanation["block_agreement"]["agreeing_fraction"] >= SETTINGS.image.confirm_block_agreement
     # The same fit, unconfirmed (a confirmation nothing can reach), does not count at all.
-    strict = dataclasses.replace(SETTINGS, image=dataclasses.replace(SETTINGS.image, confirm_block_agreement=1.01))
+    strict = dataclasses.replace(
+        SETTINGS, image=dataclasses.replace(SETTINGS.image, confirm_block_agreement=1.01)
+    )
     assert KIND.compare(source, target, strict).similarity_score < THRESHOLD
     other = fp(save(Image.fromarray(photo(7, 960, 720)), tmp_path / "o.jpg"))
     assert KIND.compare(source, other, SETTINGS).similarity_score < THRESHOLD
 
 
-def test_a_small_copy_is_judged_on_fine_blocks(large: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
+def test_a_small_copy_is_judged_on_fine_blocks(
+    large: tuple[Image.Image, ImageFingerprint], tmp_path: Path
+) -> None:
     img, source = large
     # The photo at a third of a plain canvas' width: under 6 blocks of 8 px in the 64 px thumbnail.
     pixels = np.full((img.height * 2, img.width * 3, 3), 236, np.uint8)
@@ -372,15 +422,18 @@ def test_frame_check_ignores_a_watermark_s_strokes(base: tuple[Image.Image, Imag
     assert plain is not None and robust is not None
     assert robust.fraction > plain.fraction and robust.fraction >= SETTINGS.image.frame_block_agreement
     # Dropping the worst-fitting pixels does not make an unrelated picture agree.
-    other = np.ascontiguousarray(np.asarray(Image.fromarray(photo(9)).convert("L").resize(f.thumb.shape[::-1])))
+    other = np.ascontiguousarray(
+        np.asarray(Image.fromarray(photo(9)).convert("L").resize(f.thumb.shape[::-1]))
+    )
     unrelated = frame_agreement(f.thumb, size, other, size, 0.7, 0.03, SETTINGS.image.frame_drop_fraction)
     assert unrelated is not None and unrelated.fraction < 0.5
 
 
 def test_untrimmed_frame_matrix_follows_the_trim_boxes() -> None:
     # Source untrimmed 1000x500 (working 512x256); target the same frame with its left 100 px trimmed away.
-    matrix = untrimmed_frame_matrix((0, 0, 1000, 500), (1000, 500), (512, 256), (100, 0, 1000, 500), (1000, 500),
-                                    (512, 284), False, 0.03)
+    matrix = untrimmed_frame_matrix(
+        (0, 0, 1000, 500), (1000, 500), (512, 256), (100, 0, 1000, 500), (1000, 500), (512, 284), False, 0.03
+    )
     assert matrix is not None
     # Source working x at original pixel 100 is target working x 0; the right edge stays the right edge.
     for x_orig, x_target in ((100.0, 0.0), (1000.0, 512.0)):
@@ -388,15 +441,22 @@ def test_untrimmed_frame_matrix_follows_the_trim_boxes() -> None:
         assert matrix[0, 0] * x + matrix[0, 2] == pytest.approx(x_target)
     assert matrix[1, 1] * 256 + matrix[1, 2] == pytest.approx(284)
     # Mirrored, the trimmed side is on the right of the mirrored target: source x 0 maps to 0.
-    mirrored = untrimmed_frame_matrix((0, 0, 1000, 500), (1000, 500), (512, 256), (100, 0, 1000, 500),
-                                      (1000, 500), (512, 284), True, 0.03)
+    mirrored = untrimmed_frame_matrix(
+        (0, 0, 1000, 500), (1000, 500), (512, 256), (100, 0, 1000, 500), (1000, 500), (512, 284), True, 0.03
+    )
     assert mirrored is not None and mirrored[0, 2] == pytest.approx(0.0)
     # Original frames of another aspect ratio are not one picture.
-    assert untrimmed_frame_matrix((0, 0, 1000, 500), (1000, 500), (512, 256), (0, 0, 800, 500), (800, 500),
-                                  (512, 320), False, 0.03) is None
+    assert (
+        untrimmed_frame_matrix(
+            (0, 0, 1000, 500), (1000, 500), (512, 256), (0, 0, 800, 500), (800, 500), (512, 320), False, 0.03
+        )
+        is None
+    )
 
 
-def test_explanation_reports_crop_box_and_rotation(large: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
+def test_explanation_reports_crop_box_and_rotation(
+    large: tuple[Image.Image, ImageFingerprint], tmp_path: Path
+) -> None:
     img, source = large
     box = _crop_box(img, 0.5, 0.8, 0.3)
     target = fp(save(img.crop(box).transpose(Image.Transpose.ROTATE_270), tmp_path / "c.png"))
@@ -407,13 +467,19 @@ def test_explanation_reports_crop_box_and_rotation(large: tuple[Image.Image, Ima
 
 
 def test_unrelated_large_photos_find_no_geometry(tmp_path: Path) -> None:
-    fps = [fp(save(Image.fromarray(photo(300 + i, 640, 480)), tmp_path / f"u{i}.jpg", quality=85)) for i in range(8)]
+    fps = [
+        fp(save(Image.fromarray(photo(300 + i, 640, 480)), tmp_path / f"u{i}.jpg", quality=85))
+        for i in range(8)
+    ]
     for a, b in itertools.combinations(fps, 2):
         match = KIND.compare(a, b, SETTINGS)
         assert match.similarity_score < THRESHOLD, match.details
         explanation = match.details["explanation"]
         # The repeated-pattern pass may find a chance fit; the block check refuses it (score above).
-        assert explanation["ambiguous"] or (explanation["inliers"] or 0) < SETTINGS.image.local_inliers_at_threshold
+        assert (
+            explanation["ambiguous"]
+            or (explanation["inliers"] or 0) < SETTINGS.image.local_inliers_at_threshold
+        )
 
 
 def test_inlier_score_is_monotone_and_calibrated() -> None:
@@ -437,7 +503,9 @@ def test_thresholds_are_settings(large: tuple[Image.Image, ImageFingerprint], tm
         SETTINGS.image, local_inliers_at_threshold=10_000.0, confirmed_inliers_at_threshold=10_000.0
     )
     assert KIND.compare(source, target, SETTINGS).similarity_score >= THRESHOLD
-    assert KIND.compare(source, target, dataclasses.replace(SETTINGS, image=strict)).similarity_score < THRESHOLD
+    assert (
+        KIND.compare(source, target, dataclasses.replace(SETTINGS, image=strict)).similarity_score < THRESHOLD
+    )
 
 
 # -- low-information inputs ------------------------------------------------------------------------------
@@ -667,14 +735,15 @@ def test_score_is_monotone_and_calibrated() -> None:
 
 
 # -- golden ----------------------------------------------------------------------------------------------
-#: Header (version 4), size/trim/quality/detail/feature plane/keypoint count/thumbnail size, then the 8
-#: dihedral hashes (photo(1) as a 320x240 PNG); the thumbnail, keypoints and insets that follow are pinned by
-#: the SHA-256 of the whole fingerprint. From version 2 only the version and the thumbnail size (64x48)
-#: changed; version 4 appended the insets (three here: the photo's own filled rectangles).
+#: Header (version 5), size/trim/quality/detail/feature plane/keypoint count/thumbnail size/thumbnail bytes,
+#: then the 8 dihedral hashes (photo(1) as a 320x240 PNG); the thumbnail (WebP), keypoints and insets that
+#: follow are pinned by the SHA-256 of the whole fingerprint. Version 4 appended the insets (three here: the
+#: photo's own filled rectangles); version 5 (bench/image/REPORT.md, v8) added the thumbnail's byte count
+#: (1,966) and changed the thumbnail and keypoints to their compact forms (the hashes are unchanged).
 GOLDEN_PREFIX_HEX = (
-    "4d4d4650696d616765000000040040010000f0000000000000000000000040010000f000000064ec"
+    "4d4d4650696d616765000000050040010000f0000000000000000000000040010000f000000064ec"
     "000280010001"
-    "4030"
+    "4030ae07"
     "0f117e1978c280fe65a5bf209f2e6237981b5b8307c4952cb65baf65a85a8b1e"
     "43ca3c15385b338fb3929b699238db286d3565fb4a4184de07ce4e60669ebc99"
     "5a44d4b72d972a5430f0158aca7bc89dcd4ef12952913f86e30e05cffd4f21b4"
@@ -684,11 +753,11 @@ GOLDEN_PREFIX_HEX = (
     "169f69406d0e66d8e6c7ce3cc76d8e753860302e1f14d18b529b1b3533cbc9cc"
     "43cac3ea385bcc72b3926496923824df6d359a864a417b2107cef19f669e6366"
 )
-GOLDEN_SHA256 = "7d700d35a3a40a158af767aa457e9bb0b4e06da7306bd8b900830af861fa71cf"
+GOLDEN_SHA256 = "597997a5d8c94662a12b2383cb3a53ce9f302038e6bd85c40b9fc1a24d1faed6"
 
 
 def test_golden_fingerprint(base: tuple[Image.Image, ImageFingerprint]) -> None:
     """Pins the exact bytes for a deterministic PNG: catches drift in Pillow, OpenCV or numpy."""
     data = base[1].to_bytes()
-    assert data[:304].hex() == GOLDEN_PREFIX_HEX
+    assert data[:306].hex() == GOLDEN_PREFIX_HEX
     assert hashlib.sha256(data).hexdigest() == GOLDEN_SHA256

@@ -7,8 +7,9 @@ Design, and why:
 
 * **Words.** Each 128-bit descriptor is quantised by its two 64-bit halves, each to the nearest of 512
   binary centroids (``image_vocab.py``, k-means on real video frames, never on the benchmark's photos):
-  512 x 512 = 262,144 words from two 4 KB codebooks (an inverted multi-index, Babenko & Lempitsky, CVPR
-  2012). Assignment is two FAISS ``IndexBinaryFlat`` searches over 512 codes; a large vocabulary keeps
+  512 x 512 = 262,144 words (an inverted multi-index, Babenko & Lempitsky, CVPR 2012). Since fingerprint
+  v4 both halves are the leading 64 bits of an ORB descriptor (of the image, then of its mirror:
+  ``features.py``), so both are quantised with the codebook trained on those bits (``CENTROIDS[0]``). Assignment is two FAISS ``IndexBinaryFlat`` searches over 512 codes; a large vocabulary keeps
   each posting list short (about 500 postings per word at 10^6 items x 128 keypoints). A query
   descriptor looks in its ``query_cells_per_half`` nearest cells per half (2: 4 words). The cells are
   small for ORB's noise: of the compare's ratio-test matches on real crops and screenshots, 21% share the
@@ -50,10 +51,11 @@ CODE_BYTES = (0, 1, 2, 3, 8, 9, 10, 11)
 
 
 def _quantizers() -> tuple[faiss.IndexBinaryFlat, faiss.IndexBinaryFlat]:
+    # Both halves are leading-64-bit ORB descriptors (of the image and of its mirror): one codebook.
     out = []
-    for h in range(2):
+    for _ in range(2):
         q = faiss.IndexBinaryFlat(64)
-        q.add(np.ascontiguousarray(CENTROIDS[h]))
+        q.add(np.ascontiguousarray(CENTROIDS[0]))
         out.append(q)
     return out[0], out[1]
 

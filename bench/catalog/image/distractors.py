@@ -8,7 +8,7 @@ the statistics of real ones without being a copy of any real image:
   and B (the same crossover mask for all 8 dihedral variants, transposed where the variant transposes),
   then 5% of the bits flipped. The bits keep real hashes' correlations; a distractor is typically 60-80
   bits from A or B (real unrelated photos: ~128), so this is harder on the hash index than real data.
-* **keypoints**: A's positions, angles and octaves, each with the plain and mirror descriptors of a random
+* **keypoints**: A's positions, angles and octaves, each with the (mirror-closed) descriptor of a random
   keypoint of a random pool fingerprint, 6% of the bits flipped (~8 of 128): real ORB descriptors, in a
   geometry that belongs to no real image.
 * **thumbnail**: A's, flipped upside down and rolled by a random offset (so it lines up with nothing).
@@ -38,7 +38,6 @@ class Distractors:
         ).astype(bool)
         points = [fp.features.points for fp in pool]
         self._desc = np.concatenate([p["desc"] for p in points])
-        self._mirror = np.concatenate([p["mirror"] for p in points])
 
     def make(self, i: int) -> ImageFingerprint:
         rng = np.random.default_rng([self.seed, i])
@@ -54,9 +53,8 @@ class Distractors:
         n = len(pts)
         if n:
             rows = rng.integers(0, len(self._desc), n)
-            flips = np.packbits(rng.random((n, 2, 128)) < DESC_FLIP, axis=2)
-            pts["desc"] = self._desc[rows] ^ flips[:, 0]
-            pts["mirror"] = self._mirror[rows] ^ flips[:, 1]
+            flips = np.packbits(rng.random((n, 128)) < DESC_FLIP, axis=1)
+            pts["desc"] = self._desc[rows] ^ flips
         thumb = np.flipud(base.thumb)
         if thumb.size:
             thumb = np.roll(thumb, (int(rng.integers(0, thumb.shape[0])), int(rng.integers(0, thumb.shape[1]))), (0, 1))

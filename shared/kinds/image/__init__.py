@@ -14,8 +14,9 @@ Design, and why (issue 3; measured in ``bench/image/REPORT.md``):
   found by its four straight edges and hashed on its own; the global stage compares each side's insets
   with the other side as a whole. A copy shown small inside a canvas keeps few keypoints, and repeated
   patterns defeat them, but the pasted picture hashes within a few bits of its source.
-* **Local stage**: 256 ORB keypoints of the trimmed image (16-byte descriptors, plus descriptors of the
-  mirrored image so mirrors survive crops), then a RANSAC *similarity* with sanity checks (scale,
+* **Local stage**: 256 ORB keypoints of the trimmed image (16-byte descriptors, closed under mirroring:
+  half the bits are taken on the mirrored image, so mirrors survive crops at no extra bytes), then a RANSAC
+  *similarity* with sanity checks (scale,
   containment, inlier spread, inlier ratio). It covers crops, canvases, logos, small and quarter rotations
   and their combinations. Learned copy-detection descriptors (SSCD) would be stronger but need weights we
   cannot download; SIFT is about 10x slower and its descriptors too large for a few-KB fingerprint.
@@ -33,8 +34,9 @@ Design, and why (issue 3; measured in ``bench/image/REPORT.md``):
 * **Score**: the larger of the stage scores, each calibrated on the tuning split so that 0.80 sits at
   its 1e-4 false-positive operating point; the local stage is skipped when the hashes are already close.
 
-The fingerprint is about 13 KB (305 bytes of header and hashes, a thumbnail of at most 64x64 bytes, 38
-bytes per keypoint, 50 per inset). Animated
+The fingerprint (format v5) is about 7.6 KB: 307 bytes of header and hashes, the 64 px thumbnail as a ~2 KB
+lossless WebP, 20 bytes per keypoint, 50 per inset (v4 was 13 KB; the trade-off is measured in
+``bench/image/REPORT.md``, v6 and v8). Animated
 GIF/WebP/APNG and multi-page TIFF are fingerprinted from their **first frame** only.
 """
 
@@ -46,7 +48,7 @@ from shared.kinds.image.features import describe_plane, working_plane
 from shared.kinds.image.fingerprint import ImageFingerprint, Inset
 from shared.kinds.image.hashing import hash_luma
 from shared.kinds.image.inset import find_insets
-from shared.kinds.image.photometric import thumbnail
+from shared.kinds.image.photometric import stored_thumbnail
 from shared.kinds.image.scoring import compare_fingerprints
 from shared.protocol import Fingerprint, LocalMedia, Match, Progress, no_progress
 from shared.settings import Settings
@@ -67,6 +69,7 @@ def fingerprint_image(
     content = decoded.luma[top:bottom, left:right]
     working = working_plane(content)
     features = describe_plane(working)
+    thumb, thumb_code = stored_thumbnail(working)
     # Boxes are found on the working-resolution plane; they are reported in original pixels.
     plane_h, plane_w = decoded.luma.shape
     sx, sy = decoded.width / plane_w, decoded.height / plane_h
@@ -88,7 +91,8 @@ def fingerprint_image(
         detail=min(result.detail, 255),
         hashes=result.hashes,
         features=features,
-        thumb=thumbnail(working),
+        thumb=thumb,
+        thumb_code=thumb_code,
         insets=tuple(insets),
     )
     progress(1.0)

@@ -23,14 +23,22 @@ Steps:
 4. ORB is not mirror invariant (its BRIEF test pattern is not symmetric), and matching against a flipped
    image is the usual fix (FIELD_NOTES: ORB "fails on mirroring, unless you also match against the flipped
    image"). FAST and the Harris score are symmetric, so the same keypoints, reflected (x -> w-1-x, angle ->
-   180-angle), are described again on the mirrored plane: one extra ``compute`` (~1 ms), 16 bytes per point.
-5. Only the first 128 of ORB's 256 descriptor bits are stored. ORB's tests were chosen greedily by variance
-   and decorrelation (Rublee et al., section 4.3), so the leading bits carry the most; on the tuning split
-   (bench/image, seed 1, 50% crops) halving the descriptor cost 2 of 37 median inliers, while doubling the
-   keypoints from 128 to 256 raised them from 16 to 37. Within a fixed budget, more points win.
+   180-angle), are described again on the mirrored plane: one extra ``compute`` (~1 ms).
+5. **A mirror-closed descriptor** (format v5). The stored 128 bits are the first 64 bits of ORB's descriptor
+   of the image (tests P) followed by the first 64 bits of its descriptor on the mirrored plane (the same
+   tests reflected across the keypoint's axis, P'). Mirroring the image swaps the two sets of tests, so the
+   descriptor of the mirrored image is this one with its halves swapped (``descriptors(mirror=True)``):
+   mirror matching costs no stored bytes, and both hands match on all 128 bits. Version 4 stored 128 bits of
+   P and 128 of P' separately (32 bytes a point). ORB's tests were chosen greedily by variance and
+   decorrelation (Rublee et al., section 4.3), so the leading 64 carry the most; P' bits of an image are P
+   bits of its mirror, with the same statistics. Measured in bench/image/REPORT.md (v6, then v8 with insets).
+6. ``MAX_KEYPOINTS`` stays 256. Fewer points would make the fingerprint smaller but lose copies shown small
+   (REPORT.md, v6, seed 1: 192 points = 5.1 KB lost 2 of 101 screenshots and 2 of 101 50% crops; 128 points
+   = 3.8 KB lost 10 screenshots). On the tuning split, doubling the keypoints from 128 to 256 had raised
+   the median inliers of 50% crops from 16 to 37, while halving the descriptor cost 2 of 37.
 
-Stored per keypoint (38 bytes): x, y in 1/16 working pixels (u16), angle in 1/256 turns (u8), pyramid octave
-(u8), the 16-byte descriptor, and the 16-byte mirror descriptor.
+Stored per keypoint (20 bytes, ``pack_points``): x, y in 1/4 working pixels (11 bits each: the working plane
+is at most 512 px), angle in 1/128 turns (7 bits), pyramid octave (3 bits), then the 16-byte descriptor.
 """
 
 from __future__ import annotations
@@ -47,11 +55,15 @@ GRID_CELLS = 4
 #: Octaves per group in the round-robin (groups 0-1, 2-3, 4+).
 OCTAVE_GROUP = 2
 FAST_THRESHOLD = 6  # low: contrast is stretched first, and smooth wallpapers need weak corners
-#: Keypoint coordinates are stored in 1/16 working pixels.
-XY_SCALE = 16.0
-#: ORB descriptors are 32 bytes; the first 16 are stored (see the module docstring).
+#: Keypoint coordinates are stored in 1/4 working pixels, 11 bits each (the plane is at most 512 px).
+XY_SCALE = 4.0
+_XY_BITS = 11
+#: Orientations are stored in 1/128 turns (7 bits); pyramid octaves in 3 bits.
+ANGLE_STEPS = 128
+#: Bytes of the stored descriptor: 8 of ORB's descriptor of the image, 8 of the mirrored plane's.
 DESCRIPTOR_BYTES = 16
-#: numpy layout of one stored keypoint (little-endian).
+_HALF = DESCRIPTOR_BYTES // 2
+#: numpy layout of one keypoint in memory; ``pack_points`` stores it in ``STORED_POINT_BYTES``.
 KEYPOINT_DTYPE = np.dtype(
     [
         ("x", "<u2"),
@@ -59,9 +71,10 @@ KEYPOINT_DTYPE = np.dtype(
         ("angle", "u1"),
         ("octave", "u1"),
         ("desc", "u1", (DESCRIPTOR_BYTES,)),
-        ("mirror", "u1", (DESCRIPTOR_BYTES,)),
     ]
 )
+STORED_POINT_BYTES = 4 + DESCRIPTOR_BYTES
+_PACKED_DTYPE = np.dtype([("geometry", "<u4"), ("desc", "u1", (DESCRIPTOR_BYTES,))])
 
 _ORB_SCALE_FACTOR = 1.2
 _ORB_LEVELS = 8
@@ -90,11 +103,44 @@ class Features:
 
     def angles_deg(self, mirror: bool = False) -> np.ndarray:
         """ORB orientations in degrees (image coordinates), on the mirrored plane when ``mirror``."""
-        angle = self.points["angle"].astype(np.float64) * (360.0 / 256.0)
+        angle = self.points["angle"].astype(np.float64) * (360.0 / ANGLE_STEPS)
         return (180.0 - angle) % 360.0 if mirror else angle
 
     def descriptors(self, mirror: bool = False) -> np.ndarray:
-        return np.ascontiguousarray(self.points["mirror" if mirror else "desc"])
+        """(n, 16) uint8; with ``mirror``, the descriptors of the same keypoints on the mirrored plane.
+
+        The stored descriptor is [plain tests | reflected tests]; mirroring swaps the two (module docstring).
+        """
+        desc = self.points["desc"]
+        if mirror:
+            desc = np.concatenate([desc[:, _HALF:], desc[:, :_HALF]], axis=1)
+        return np.ascontiguousarray(desc)
+
+
+def pack_points(points: np.ndarray) -> bytes:
+    """``KEYPOINT_DTYPE`` points as stored: a little-endian u32 (x | y << 11 | angle << 22 | octave << 29)
+    and the descriptor, ``STORED_POINT_BYTES`` each."""
+    packed = np.zeros(len(points), _PACKED_DTYPE)
+    geometry = points["x"].astype(np.uint32) | (points["y"].astype(np.uint32) << _XY_BITS)
+    geometry |= points["angle"].astype(np.uint32) << (2 * _XY_BITS)
+    geometry |= points["octave"].astype(np.uint32) << (2 * _XY_BITS + 7)
+    packed["geometry"] = geometry
+    packed["desc"] = points["desc"]
+    return packed.tobytes()
+
+
+def unpack_points(data: bytes) -> np.ndarray:
+    """The inverse of ``pack_points`` (``len(data)`` must be a multiple of ``STORED_POINT_BYTES``)."""
+    packed = np.frombuffer(data, _PACKED_DTYPE)
+    geometry = packed["geometry"]
+    points = np.zeros(len(packed), KEYPOINT_DTYPE)
+    xy_mask = (1 << _XY_BITS) - 1
+    points["x"] = geometry & xy_mask
+    points["y"] = (geometry >> _XY_BITS) & xy_mask
+    points["angle"] = (geometry >> (2 * _XY_BITS)) & (ANGLE_STEPS - 1)
+    points["octave"] = geometry >> (2 * _XY_BITS + 7)
+    points["desc"] = packed["desc"]
+    return points
 
 
 def _orb() -> cv2.ORB:
@@ -179,10 +225,12 @@ def describe_plane(plane: np.ndarray) -> Features:
         desc_m = np.zeros_like(desc)
     points = np.zeros(len(kept), KEYPOINT_DTYPE)
     pts = np.array([k.pt for k in kept], dtype=np.float64)
-    points["x"] = np.clip(np.round(pts[:, 0] * XY_SCALE), 0, 65535)
-    points["y"] = np.clip(np.round(pts[:, 1] * XY_SCALE), 0, 65535)
-    points["angle"] = np.array([round(k.angle * 256.0 / 360.0) % 256 for k in kept], dtype=np.uint8)
-    points["octave"] = np.array([k.octave for k in kept], dtype=np.uint8)
-    points["desc"] = desc[:, :DESCRIPTOR_BYTES]
-    points["mirror"] = desc_m[:, :DESCRIPTOR_BYTES]
+    xy_max = (1 << _XY_BITS) - 1
+    points["x"] = np.clip(np.round(pts[:, 0] * XY_SCALE), 0, xy_max)
+    points["y"] = np.clip(np.round(pts[:, 1] * XY_SCALE), 0, xy_max)
+    points["angle"] = np.array(
+        [round(k.angle * ANGLE_STEPS / 360.0) % ANGLE_STEPS for k in kept], dtype=np.uint8
+    )
+    points["octave"] = np.array([min(k.octave, 7) for k in kept], dtype=np.uint8)
+    points["desc"] = np.concatenate([desc[:, :_HALF], desc_m[:, :_HALF]], axis=1)
     return Features(width, height, points)

@@ -2,10 +2,10 @@
 
 Role: the value type and its binary form; no decoding, no scoring. Imports nothing from Flask or Celery.
 
-Binary layout, version 4 (little-endian; 305 bytes + the thumbnail + 50 per inset + 38 per keypoint: at most
-14,279 bytes with a square thumbnail, 3 insets and 256 points, 12,785 for a 3:2 photo without an inset):
+Binary layout, version 5 (little-endian; 307 bytes + the thumbnail's WebP + 20 per keypoint + 50 per inset:
+at most 5,577 bytes plus the thumbnail with 256 points and 3 insets, about 7.6 KB on the benchmark's photos):
 
-    header       14 bytes  shared.protocol.pack_header("image", 2)
+    header       14 bytes  shared.protocol.pack_header("image", 5)
     width         u32      upright (after EXIF orientation) size of the original, pixels
     height        u32
     trim         4 x u32   content box left, top, right, bottom (exclusive), original pixels
@@ -16,14 +16,16 @@ Binary layout, version 4 (little-endian; 305 bytes + the thumbnail + 50 per inse
     keypoints     u16      number of keypoints n
     thumb_w       u8       size of the luma thumbnail (``photometric.thumbnail``, long side 64)
     thumb_h       u8
+    thumb_bytes   u16      length m of the thumbnail's stored form
     hashes      8 x 32 B   256-bit hash of each dihedral transform, in ``hashing.DIHEDRALS`` order
-    thumbnail   w x h B    the working plane at 64 px, uint8, row-major (photometric verification)
-    points      n x 38 B   ``features.KEYPOINT_DTYPE``: x, y (1/16 px), angle, octave, descriptor, mirror one
-    insets        u8       number of insets m (``inset.py``: pictures placed inside this one), then m x 50 B:
+    thumbnail     m B      the working plane at 64 px, lossless WebP (``photometric.encode_thumbnail``)
+    points      n x 20 B   ``features.pack_points``: x, y (1/4 px), angle, octave; the mirror-closed descriptor
+    insets        u8       number of insets k (``inset.py``: pictures placed inside this one), then k x 50 B:
                            box 4 x u32 (original pixels), quality u8, detail u8, the inset's 256-bit hash
 
-Versions 1 (no keypoints), 2 (no thumbnail) and 3 (no insets) are refused with ``DecodeFailed``; stored
-fingerprints of older versions must be recomputed.
+Version 4 (13 KB: 256 points of 38 bytes with separate mirror descriptors, a raw thumbnail) and older
+versions are refused with ``DecodeFailed``; stored fingerprints of older versions must be recomputed
+(bench/image/REPORT.md, pass v8).
 """
 
 from __future__ import annotations
@@ -35,12 +37,19 @@ from typing import ClassVar
 import numpy as np
 
 from shared.errors import DecodeFailed
-from shared.kinds.image.features import KEYPOINT_DTYPE, MAX_KEYPOINTS, Features
+from shared.kinds.image.features import (
+    KEYPOINT_DTYPE,
+    MAX_KEYPOINTS,
+    STORED_POINT_BYTES,
+    Features,
+    pack_points,
+    unpack_points,
+)
 from shared.kinds.image.hashing import DIHEDRALS, HASH_BYTES
-from shared.kinds.image.photometric import THUMB_SIDE_PX
+from shared.kinds.image.photometric import THUMB_SIDE_PX, decode_thumbnail, encode_thumbnail
 from shared.protocol import pack_header, unpack_header
 
-_BODY = struct.Struct("<II4IBBHHHBB")
+_BODY = struct.Struct("<II4IBBHHHBBH")
 _HASHES_BYTES = len(DIHEDRALS) * HASH_BYTES
 _INSET = struct.Struct(f"<4IBB{HASH_BYTES}s")
 #: At most this many insets are stored (``inset.MAX_INSETS``).
@@ -62,7 +71,7 @@ class Inset:
 @dataclass(frozen=True, eq=False)
 class ImageFingerprint:
     kind: ClassVar[str] = "image"
-    version: ClassVar[int] = 4
+    version: ClassVar[int] = 5
 
     width: int
     height: int
@@ -74,10 +83,14 @@ class ImageFingerprint:
     hashes: tuple[bytes, ...]
     #: ORB keypoints of the trimmed content (see ``features.py``).
     features: Features = field(default_factory=lambda: Features(0, 0, np.zeros(0, KEYPOINT_DTYPE)))
-    #: The working plane at a long side of 64 px, uint8 (see ``photometric.py``); empty when unknown.
+    #: The working plane at a long side of 64 px, uint8 (see ``photometric.py``); empty when unknown. When
+    #: ``thumb_code`` is given, these are its decoded pixels.
     thumb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
     #: Pictures placed inside this image (a screenshot's photo), largest first; usually none.
     insets: tuple[Inset, ...] = ()
+    #: The stored (lossless WebP) form of ``thumb``, kept so storing does not encode again; empty: encoded
+    #: from ``thumb`` by ``to_bytes``.
+    thumb_code: bytes = b""
 
     def __post_init__(self) -> None:
         if len(self.hashes) != len(DIHEDRALS) or any(len(h) != HASH_BYTES for h in self.hashes):
@@ -107,15 +120,30 @@ class ImageFingerprint:
     def to_bytes(self) -> bytes:
         f = self.features
         th, tw = self.thumb.shape
+        thumb = self.thumb_code or encode_thumbnail(self.thumb)
+        if len(thumb) > 0xFFFF:
+            raise ValueError("an image fingerprint's thumbnail is too large to store")
         body = _BODY.pack(
-            self.width, self.height, *self.trim, self.quality, self.detail, f.width, f.height, len(f.points), tw, th
-        )
-        thumb = np.ascontiguousarray(self.thumb).tobytes()
-        insets = bytes([len(self.insets)]) + b"".join(
-            _INSET.pack(*i.box, i.quality, i.detail, i.hash) for i in self.insets
+            self.width,
+            self.height,
+            *self.trim,
+            self.quality,
+            self.detail,
+            f.width,
+            f.height,
+            len(f.points),
+            tw,
+            th,
+            len(thumb),
         )
         return (
-            pack_header(self.kind, self.version) + body + b"".join(self.hashes) + thumb + f.points.tobytes() + insets
+            pack_header(self.kind, self.version)
+            + body
+            + b"".join(self.hashes)
+            + thumb
+            + pack_points(f.points)
+            + bytes([len(self.insets)])
+            + b"".join(_INSET.pack(*i.box, i.quality, i.detail, i.hash) for i in self.insets)
         )
 
     @classmethod
@@ -123,27 +151,32 @@ class ImageFingerprint:
         payload = unpack_header(bytes(data), cls.kind, cls.version)
         fixed = _BODY.size + _HASHES_BYTES
         if len(payload) < fixed:
-            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, too few for v4")
-        width, height, left, top, right, bottom, quality, detail, fw, fh, n, tw, th = _BODY.unpack_from(payload)
-        thumb_end = fixed + tw * th
-        points_end = thumb_end + n * KEYPOINT_DTYPE.itemsize
-        m = payload[points_end] if len(payload) > points_end else -1
+            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, too few for v5")
+        width, height, left, top, right, bottom, quality, detail, fw, fh, n, tw, th, m = _BODY.unpack_from(
+            payload
+        )
+        thumb_end = fixed + m
+        points_end = thumb_end + n * STORED_POINT_BYTES
+        k = payload[points_end] if len(payload) > points_end else -1
         if (
             n > MAX_KEYPOINTS
             or max(tw, th) > THUMB_SIDE_PX
-            or not 0 <= m <= MAX_STORED_INSETS
-            or len(payload) != points_end + 1 + m * _INSET.size
+            or not 0 <= k <= MAX_STORED_INSETS
+            or len(payload) != points_end + 1 + k * _INSET.size
         ):
-            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, not the v4 size")
+            raise DecodeFailed(f"image fingerprint payload has {len(payload)} bytes, not the v5 size")
         raw = bytes(payload[_BODY.size : _BODY.size + _HASHES_BYTES])
         hashes = tuple(raw[i * HASH_BYTES : (i + 1) * HASH_BYTES] for i in range(len(DIHEDRALS)))
-        thumb = np.frombuffer(bytes(payload[fixed:thumb_end]), dtype=np.uint8).reshape(th, tw).copy()
-        points = np.frombuffer(bytes(payload[thumb_end:points_end]), dtype=KEYPOINT_DTYPE).copy()
+        code = bytes(payload[fixed:thumb_end])
+        thumb = decode_thumbnail(code, tw, th)
+        if thumb is None:
+            raise DecodeFailed("image fingerprint thumbnail does not decode")
+        points = unpack_points(bytes(payload[thumb_end:points_end]))
         features = Features(fw, fh, points)
         insets = []
-        for k in range(m):
-            *box, inset_quality, inset_detail, inset_hash = _INSET.unpack_from(payload, points_end + 1 + k * _INSET.size)
+        for j in range(k):
+            *box, inset_quality, inset_detail, inset_hash = _INSET.unpack_from(payload, points_end + 1 + j * _INSET.size)
             insets.append(Inset((box[0], box[1], box[2], box[3]), inset_quality, inset_detail, inset_hash))
         return cls(
-            width, height, (left, top, right, bottom), quality, detail, hashes, features, thumb, tuple(insets)
+            width, height, (left, top, right, bottom), quality, detail, hashes, features, thumb, tuple(insets), code
         )

@@ -12,7 +12,12 @@ in nearly every block, while parallax (stereo), motion (video) and re-rendering 
 Steps (block-wise normalised cross-correlation, e.g. Lewis, "Fast normalized cross-correlation", 1995):
 
 1. Both thumbnails are the contrast-stretched working plane (``features.working_plane``) reduced to a long
-   side of ``THUMB_SIDE_PX`` (64) with area averaging, 8 bits per pixel (at most 4 KB per fingerprint).
+   side of ``THUMB_SIDE_PX`` (64) with area averaging, 8 bits per pixel, stored as a **lossless** WebP
+   (``encode_thumbnail``: about 2.1 KB instead of 3 KB raw). A lossy WebP (quality 80, 0.9 KB, 3.4 grey
+   levels RMS of error) was tried in format v5's design and lost 6 of 1,010 held-out watermark copies and 4
+   of 1,010 small rotations, all smooth pictures (moon, Cluster, ColdRipple) whose block correlations its
+   smoothing lowered (bench/image/REPORT.md, v8); lossless costs 1.2 KB more and gives back exactly the
+   pixels a fresh fingerprint has.
 2. The fitted similarity (source working pixels -> target working pixels, on the mirrored target plane
    for a mirror) is re-expressed between thumbnail pixel grids (pixel centres, per-axis scales), and the
    side that shows the common content *larger* is warped into the frame of the side that shows it
@@ -48,6 +53,9 @@ import cv2
 import numpy as np
 
 THUMB_SIDE_PX = 64
+#: libwebp quality of the stored thumbnail (``encode_thumbnail``).
+#: OpenCV's WebP quality above 100 selects lossless compression.
+THUMB_WEBP_LOSSLESS = 101
 BLOCK_PX = 8
 #: Blocks for small overlaps (a copy shown at under half size in a screenshot covers only 0-5 blocks of
 #: ``BLOCK_PX``): 4x as many blocks, each of 16 pixels, so the confirmation can still judge.
@@ -72,10 +80,42 @@ class Agreement:
 
 def thumbnail(plane: np.ndarray) -> np.ndarray:
     """The working plane reduced to a long side of ``THUMB_SIDE_PX`` (area averaging), uint8."""
-    h, w = plane.shape
+    return cv2.resize(plane, thumbnail_size(plane.shape), interpolation=cv2.INTER_AREA).astype(np.uint8)
+
+
+def encode_thumbnail(thumb: np.ndarray) -> bytes:
+    """The stored (lossless WebP) form of a thumbnail; empty for an empty thumbnail."""
+    if thumb.size == 0:
+        return b""
+    ok, code = cv2.imencode(
+        ".webp", np.ascontiguousarray(thumb, np.uint8), [cv2.IMWRITE_WEBP_QUALITY, THUMB_WEBP_LOSSLESS]
+    )
+    if not ok:
+        raise ValueError("the thumbnail could not be encoded")
+    return code.tobytes()
+
+
+def decode_thumbnail(code: bytes, width: int, height: int) -> np.ndarray | None:
+    """The thumbnail ``encode_thumbnail`` stored, or ``None`` when ``code`` is not a ``width`` x ``height`` one."""
+    if not code:
+        return np.zeros((0, 0), np.uint8) if width == 0 or height == 0 else None
+    thumb = cv2.imdecode(np.frombuffer(code, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if thumb is None or thumb.shape != (height, width):
+        return None
+    return np.ascontiguousarray(thumb, np.uint8)
+
+
+def stored_thumbnail(plane: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """``thumbnail(plane)`` and its stored (lossless WebP) bytes."""
+    thumb = thumbnail(plane)
+    return thumb, encode_thumbnail(thumb)
+
+
+def thumbnail_size(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(width, height) of ``thumbnail`` for a plane of ``shape`` (height, width)."""
+    h, w = shape[0], shape[1]
     scale = THUMB_SIDE_PX / max(h, w, 1)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(plane, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
+    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def _working_to_thumb(thumb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -194,8 +234,12 @@ def frame_agreement(
         return None
     # Per-axis scales absorb the rounding of the two working sizes.
     matrix = np.array([[wb / wa, 0.0, 0.0], [0.0, hb / ha, 0.0]])
-    plain = block_agreement(thumb_a, size_a, thumb_b, size_b, matrix, False, agree_ncc, drop_fraction=drop_fraction)
-    mirror = block_agreement(thumb_a, size_a, thumb_b, size_b, matrix, True, agree_ncc, drop_fraction=drop_fraction)
+    plain = block_agreement(
+        thumb_a, size_a, thumb_b, size_b, matrix, False, agree_ncc, drop_fraction=drop_fraction
+    )
+    mirror = block_agreement(
+        thumb_a, size_a, thumb_b, size_b, matrix, True, agree_ncc, drop_fraction=drop_fraction
+    )
     return max(plain, mirror, key=lambda g: (g.fraction, g.blocks))
 
 
