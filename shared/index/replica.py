@@ -9,7 +9,7 @@ and segments as a pairwise match.
 Memory: a replica of an index that declares itself ``compact`` (the image index: hashes and posting
 lists in numpy arrays, about 2-3 KB an item) holds no fingerprints and no item records; each search loads
 its few candidates' rows and fingerprints from the store in one query, which also drops items disabled or
-deleted since the last refresh. A million 6.5 KB image fingerprints as Python objects would not fit.
+deleted since the last refresh. A million 7.6 KB image fingerprints as Python objects would not fit.
 Other indexes (the brute-force reference) keep every item's fingerprint in memory, as they compare them.
 """
 
