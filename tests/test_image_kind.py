@@ -106,7 +106,7 @@ def test_self_match_and_bytes_round_trip(base: tuple[Image.Image, ImageFingerpri
     assert match.details["transform"] == "identity" and match.details["hamming_bits"] == 0
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_older_fingerprint_versions_are_refused(
     version: int, base: tuple[Image.Image, ImageFingerprint]
 ) -> None:
