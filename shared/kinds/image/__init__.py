@@ -48,7 +48,7 @@ from shared.kinds.image.features import describe_plane, working_plane
 from shared.kinds.image.fingerprint import ImageFingerprint, Inset
 from shared.kinds.image.hashing import hash_luma
 from shared.kinds.image.inset import find_insets
-from shared.kinds.image.photometric import stored_thumbnail
+from shared.kinds.image.photometric import encode_thumbnail, thumbnail
 from shared.kinds.image.scoring import compare_fingerprints
 from shared.protocol import Fingerprint, LocalMedia, Match, Progress, no_progress
 from shared.settings import Settings
@@ -69,7 +69,7 @@ def fingerprint_image(
     content = decoded.luma[top:bottom, left:right]
     working = working_plane(content)
     features = describe_plane(working)
-    thumb, thumb_code = stored_thumbnail(working)
+    thumb = thumbnail(working)
     # Boxes are found on the working-resolution plane; they are reported in original pixels.
     plane_h, plane_w = decoded.luma.shape
     sx, sy = decoded.width / plane_w, decoded.height / plane_h
@@ -92,7 +92,7 @@ def fingerprint_image(
         hashes=result.hashes,
         features=features,
         thumb=thumb,
-        thumb_code=thumb_code,
+        thumb_code=encode_thumbnail(thumb),
         insets=tuple(insets),
     )
     progress(1.0)

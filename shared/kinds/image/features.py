@@ -59,7 +59,8 @@ FAST_THRESHOLD = 6  # low: contrast is stretched first, and smooth wallpapers ne
 XY_SCALE = 4.0
 _XY_BITS = 11
 #: Orientations are stored in 1/128 turns (7 bits); pyramid octaves in 3 bits.
-ANGLE_STEPS = 128
+_ANGLE_BITS = 7
+ANGLE_STEPS = 1 << _ANGLE_BITS
 #: Bytes of the stored descriptor: 8 of ORB's descriptor of the image, 8 of the mirrored plane's.
 DESCRIPTOR_BYTES = 16
 _HALF = DESCRIPTOR_BYTES // 2
@@ -123,7 +124,7 @@ def pack_points(points: np.ndarray) -> bytes:
     packed = np.zeros(len(points), _PACKED_DTYPE)
     geometry = points["x"].astype(np.uint32) | (points["y"].astype(np.uint32) << _XY_BITS)
     geometry |= points["angle"].astype(np.uint32) << (2 * _XY_BITS)
-    geometry |= points["octave"].astype(np.uint32) << (2 * _XY_BITS + 7)
+    geometry |= points["octave"].astype(np.uint32) << (2 * _XY_BITS + _ANGLE_BITS)
     packed["geometry"] = geometry
     packed["desc"] = points["desc"]
     return packed.tobytes()
@@ -138,7 +139,7 @@ def unpack_points(data: bytes) -> np.ndarray:
     points["x"] = geometry & xy_mask
     points["y"] = (geometry >> _XY_BITS) & xy_mask
     points["angle"] = (geometry >> (2 * _XY_BITS)) & (ANGLE_STEPS - 1)
-    points["octave"] = geometry >> (2 * _XY_BITS + 7)
+    points["octave"] = geometry >> (2 * _XY_BITS + _ANGLE_BITS)
     points["desc"] = packed["desc"]
     return points
 

@@ -53,8 +53,7 @@ import cv2
 import numpy as np
 
 THUMB_SIDE_PX = 64
-#: libwebp quality of the stored thumbnail (``encode_thumbnail``).
-#: OpenCV's WebP quality above 100 selects lossless compression.
+#: OpenCV's WebP quality above 100 selects lossless compression (``encode_thumbnail``).
 THUMB_WEBP_LOSSLESS = 101
 BLOCK_PX = 8
 #: Blocks for small overlaps (a copy shown at under half size in a screenshot covers only 0-5 blocks of
@@ -80,7 +79,10 @@ class Agreement:
 
 def thumbnail(plane: np.ndarray) -> np.ndarray:
     """The working plane reduced to a long side of ``THUMB_SIDE_PX`` (area averaging), uint8."""
-    return cv2.resize(plane, thumbnail_size(plane.shape), interpolation=cv2.INTER_AREA).astype(np.uint8)
+    h, w = plane.shape
+    scale = THUMB_SIDE_PX / max(h, w, 1)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(plane, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
 
 
 def encode_thumbnail(thumb: np.ndarray) -> bytes:
@@ -103,19 +105,6 @@ def decode_thumbnail(code: bytes, width: int, height: int) -> np.ndarray | None:
     if thumb is None or thumb.shape != (height, width):
         return None
     return np.ascontiguousarray(thumb, np.uint8)
-
-
-def stored_thumbnail(plane: np.ndarray) -> tuple[np.ndarray, bytes]:
-    """``thumbnail(plane)`` and its stored (lossless WebP) bytes."""
-    thumb = thumbnail(plane)
-    return thumb, encode_thumbnail(thumb)
-
-
-def thumbnail_size(shape: tuple[int, ...]) -> tuple[int, int]:
-    """(width, height) of ``thumbnail`` for a plane of ``shape`` (height, width)."""
-    h, w = shape[0], shape[1]
-    scale = THUMB_SIDE_PX / max(h, w, 1)
-    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def _working_to_thumb(thumb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -234,12 +223,8 @@ def frame_agreement(
         return None
     # Per-axis scales absorb the rounding of the two working sizes.
     matrix = np.array([[wb / wa, 0.0, 0.0], [0.0, hb / ha, 0.0]])
-    plain = block_agreement(
-        thumb_a, size_a, thumb_b, size_b, matrix, False, agree_ncc, drop_fraction=drop_fraction
-    )
-    mirror = block_agreement(
-        thumb_a, size_a, thumb_b, size_b, matrix, True, agree_ncc, drop_fraction=drop_fraction
-    )
+    plain = block_agreement(thumb_a, size_a, thumb_b, size_b, matrix, False, agree_ncc, drop_fraction=drop_fraction)
+    mirror = block_agreement(thumb_a, size_a, thumb_b, size_b, matrix, True, agree_ncc, drop_fraction=drop_fraction)
     return max(plain, mirror, key=lambda g: (g.fraction, g.blocks))
 
 
