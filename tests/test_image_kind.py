@@ -124,7 +124,7 @@ def test_from_bytes_rejects_garbage(base: tuple[Image.Image, ImageFingerprint]) 
 
 
 def test_descriptors_are_mirror_closed(large: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
-    """The mirrored image's descriptors are the stored ones with their halves swapped (features.py, v4)."""
+    """The mirrored image's descriptors are the stored ones with their halves swapped (features.py, format v5)."""
     img, f = large
     g = fp(save(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), tmp_path / "mirror.png"))
     a, b = f.features, g.features

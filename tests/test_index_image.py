@@ -108,8 +108,8 @@ def test_brute_force_matches_are_candidates(library: dict[str, tuple[Path, Image
     """Each version queried against a catalog of all the others. Every item that the full compare matches
     through the global hash is a candidate (the exact stage). Items matched only by local features (crops,
     mirrored crops, screenshots) come from the approximate stage: on these generated photos, which look
-    much alike (smooth noise and filled shapes), it proposed 61% of them with fingerprint v3 and 52% with
-    v4, whose mirror-closed descriptors give true copies more votes but these look-alike photos too (real
+    much alike (smooth noise and filled shapes), it proposed 61% of them with fingerprints v3 and v4 and 52% with
+    v5, whose mirror-closed descriptors give true copies more votes but these look-alike photos too (real
     photos: bench/catalog/image/REPORT.md); the floor below catches a regression."""
     names = sorted(library)
     keys = {name: k for k, name in enumerate(names)}
