@@ -8,9 +8,10 @@ Design, and why:
 * **Words.** Each 128-bit descriptor is quantised by its two 64-bit halves, each to the nearest of 512
   binary centroids (``image_vocab.py``, k-means on real video frames, never on the benchmark's photos):
   512 x 512 = 262,144 words (an inverted multi-index, Babenko & Lempitsky, CVPR 2012). Since fingerprint
-  v4 both halves are the leading 64 bits of an ORB descriptor (of the image, then of its mirror:
-  ``features.py``), so both are quantised with the codebook trained on those bits (``CENTROIDS[0]``). Assignment is two FAISS ``IndexBinaryFlat`` searches over 512 codes; a large vocabulary keeps
-  each posting list short (about 500 postings per word at 10^6 items x 128 keypoints). A query
+  v5 both halves are the leading 64 bits of an ORB descriptor (of the image, then of its mirror:
+  ``features.py``), so both are quantised with the codebook trained on those bits (``CENTROIDS[0]``; the
+  second codebook is unused). Assignment is one FAISS ``IndexBinaryFlat`` search over 512 codes; a large
+  vocabulary keeps each posting list short (about 500 postings per word at 10^6 items x 128 keypoints). A query
   descriptor looks in its ``query_cells_per_half`` nearest cells per half (2: 4 words). The cells are
   small for ORB's noise: of the compare's ratio-test matches on real crops and screenshots, 21% share the
   item's word with 1 cell per half, 34% with 2, 43% with 3, 50% with 4 (5,279 matches, 60 pairs).
@@ -50,17 +51,14 @@ STOP_MIN_POSTINGS = 256
 CODE_BYTES = (0, 1, 2, 3, 8, 9, 10, 11)
 
 
-def _quantizers() -> tuple[faiss.IndexBinaryFlat, faiss.IndexBinaryFlat]:
+def _quantizer() -> faiss.IndexBinaryFlat:
     # Both halves are leading-64-bit ORB descriptors (of the image and of its mirror): one codebook.
-    out = []
-    for _ in range(2):
-        q = faiss.IndexBinaryFlat(64)
-        q.add(np.ascontiguousarray(CENTROIDS[0]))
-        out.append(q)
-    return out[0], out[1]
+    q = faiss.IndexBinaryFlat(64)
+    q.add(np.ascontiguousarray(CENTROIDS[0]))
+    return q
 
 
-_QUANTIZERS = _quantizers()
+_QUANTIZER = _quantizer()
 
 
 def words_of(descriptors: np.ndarray, per_half: int = 1) -> np.ndarray:
@@ -68,8 +66,8 @@ def words_of(descriptors: np.ndarray, per_half: int = 1) -> np.ndarray:
     d = np.ascontiguousarray(descriptors, np.uint8)
     if len(d) == 0:
         return np.zeros((0, per_half * per_half), np.int64)
-    _, a = _QUANTIZERS[0].search(np.ascontiguousarray(d[:, :8]), per_half)
-    _, b = _QUANTIZERS[1].search(np.ascontiguousarray(d[:, 8:]), per_half)
+    _, cells = _QUANTIZER.search(np.ascontiguousarray(np.concatenate([d[:, :8], d[:, 8:]])), per_half)
+    a, b = cells[: len(d)], cells[len(d) :]
     return (a[:, :, None].astype(np.int64) * CELLS + b[:, None, :]).reshape(len(d), -1)
 
 
