@@ -199,15 +199,17 @@ def weak_lines(p: Pairs, taken: list[Line], max_scale: float) -> list[Line]:
     n_b, n_p = int(b_bin.max()) + 1, int(p_bin.max()) + 1
     cells, cell_of_vote = np.unique((a_bin * n_b + b_bin) * n_p + p_bin, return_inverse=True)
     votes = np.bincount(cell_of_vote, weights=p.weight[pair_of_vote], minlength=cells.size)
+    # A pair votes at most once in a cell, so a cell's vote count is its number of pairs; cells of fewer than
+    # three pairs can never make a line, and are set aside at once rather than one by one.
+    n_pairs = np.bincount(cell_of_vote, minlength=cells.size)
+    votes[n_pairs < 3] = 0.0
     found: list[Line] = []
     while len(found) < MAX_WEAK_LINES and votes.size:
         best = int(np.argmax(votes))
         if votes[best] < MIN_WEAK_VOTES:
             break
-        members = np.unique(pair_of_vote[cell_of_vote == best])
+        members = pair_of_vote[cell_of_vote == best]
         votes[best] = 0.0
-        if members.size < 3:
-            continue
         scale = float(grid[cells[best] // (n_b * n_p)])
         offset = float(np.median(p.tt[members] - scale * p.ts[members]))
         line = _fit(p, used, scale, offset, max_scale)
@@ -216,6 +218,8 @@ def weak_lines(p: Pairs, taken: list[Line], max_scale: float) -> list[Line]:
         used[line.members] = True
         gone = used[pair_of_vote]
         votes -= np.bincount(cell_of_vote[gone], weights=p.weight[pair_of_vote[gone]], minlength=cells.size)
+        n_pairs -= np.bincount(cell_of_vote[gone], minlength=cells.size)
+        votes[n_pairs < 3] = 0.0
         pair_of_vote, cell_of_vote = pair_of_vote[~gone], cell_of_vote[~gone]
         found.append(line)
     return found
