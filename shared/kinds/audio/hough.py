@@ -189,6 +189,10 @@ def weak_lines(p: Pairs, taken: list[Line], max_scale: float) -> list[Line]:
     grid = np.arange(1.0 / max_scale, max_scale + A_STEP / 2, A_STEP)
     pair_of_vote, a_bin, b_bin = _votes(p, free, grid)
     p_bin = np.floor(p.pitch_bands[pair_of_vote] / WEAK_PITCH_BIN).astype(np.int64)
+    keep = _may_reach(pair_of_vote, a_bin, b_bin, p.weight, grid.size)
+    pair_of_vote, a_bin, b_bin, p_bin = pair_of_vote[keep], a_bin[keep], b_bin[keep], p_bin[keep]
+    if pair_of_vote.size < 3:
+        return []
     # Each vote counts in the cells whose 2 x 2 box of (offset, pitch) holds it.
     pair_of_vote = np.tile(pair_of_vote, 4)
     a_bin = np.tile(a_bin, 4)
@@ -199,10 +203,16 @@ def weak_lines(p: Pairs, taken: list[Line], max_scale: float) -> list[Line]:
     n_b, n_p = int(b_bin.max()) + 1, int(p_bin.max()) + 1
     cells, cell_of_vote = np.unique((a_bin * n_b + b_bin) * n_p + p_bin, return_inverse=True)
     votes = np.bincount(cell_of_vote, weights=p.weight[pair_of_vote], minlength=cells.size)
-    # A pair votes at most once in a cell, so a cell's vote count is its number of pairs; cells of fewer than
-    # three pairs can never make a line, and are set aside at once rather than one by one.
+    # A pair votes at most once in a cell, so a cell's vote count is its number of pairs. Votes only ever
+    # decrease, so only cells that hold three pairs and MIN_WEAK_VOTES now can ever make a line: the rest
+    # (nearly all of them between unrelated recordings) are set aside at once, with their votes.
     n_pairs = np.bincount(cell_of_vote, minlength=cells.size)
-    votes[n_pairs < 3] = 0.0
+    live = np.flatnonzero((n_pairs >= 3) & (votes >= MIN_WEAK_VOTES))  # in cell order, as argmax breaks ties
+    index = np.full(cells.size, -1, np.int64)
+    index[live] = np.arange(live.size)
+    keep = index[cell_of_vote] >= 0
+    pair_of_vote, cell_of_vote = pair_of_vote[keep], index[cell_of_vote[keep]]
+    cells, votes, n_pairs = cells[live], votes[live], n_pairs[live]
     found: list[Line] = []
     while len(found) < MAX_WEAK_LINES and votes.size:
         best = int(np.argmax(votes))
@@ -223,6 +233,21 @@ def weak_lines(p: Pairs, taken: list[Line], max_scale: float) -> list[Line]:
         pair_of_vote, cell_of_vote = pair_of_vote[~gone], cell_of_vote[~gone]
         found.append(line)
     return found
+
+
+def _may_reach(pair_of_vote: np.ndarray, a_bin: np.ndarray, b_bin: np.ndarray, weight: np.ndarray, n_a: int) -> np.ndarray:
+    """Votes that may lie in a cell ``weak_lines`` can take (3 pairs and ``MIN_WEAK_VOTES``): a cell's box of
+    two offset bins, over all pitch bins, bounds it from above, and a vote counts in the boxes of its own offset
+    bin and of the one before. Between unrelated recordings most votes fail both, and skipping them costs the
+    (offset, pitch) vote nothing."""
+    b = b_bin - b_bin.min() + 1  # from 1: the box before every vote's bin lies in its own row of ``a``
+    n_b = int(b.max()) + 2
+    flat = a_bin * n_b + b
+    count = np.bincount(flat, minlength=n_a * n_b)
+    votes = np.bincount(flat, weights=weight[pair_of_vote], minlength=n_a * n_b)
+    box_count, box_votes = count + np.append(count[1:], 0), votes + np.append(votes[1:], 0.0)
+    reach = (box_count >= 3) & (box_votes >= MIN_WEAK_VOTES - 1e-9)  # the bound holds up to rounding
+    return reach[flat] | reach[flat - 1]
 
 
 def _fit(p: Pairs, used: np.ndarray, scale: float, offset: float, max_scale: float) -> Line | None:
