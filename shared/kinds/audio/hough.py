@@ -86,12 +86,13 @@ class Line:
 def find_pairs(a: AudioFingerprint, b: AudioFingerprint, max_scale: float, max_pitch: float) -> Pairs:
     """All (source, target) triplet pairs with equal hashes whose span ratio and pitch shift are allowed."""
     values, owner = probe_variants(a.hashes, a.probes)
-    ua, ca = np.unique(a.hashes, return_counts=True)
+    # Hashes are 16-bit: count tables stand in for sorted searches (the target's entries of a value are the
+    # run of ``order_b`` that starts at ``start_b[value]``).
     order_b = np.argsort(b.hashes, kind="stable")
-    hb = b.hashes[order_b]
-    lo = np.searchsorted(hb, values, side="left")
-    n = np.searchsorted(hb, values, side="right") - lo
-    count_a = ca[np.searchsorted(ua, a.hashes[owner])]
+    count_b = np.bincount(b.hashes, minlength=1 << 16)
+    start_b = np.cumsum(count_b) - count_b
+    lo, n = start_b[values], count_b[values]
+    count_a = np.bincount(a.hashes, minlength=1 << 16)[a.hashes[owner]]
     ok = (n > 0) & (n <= MAX_REPEAT) & (count_a <= MAX_REPEAT)
     values, owner, lo, n, count_a = values[ok], owner[ok], lo[ok], n[ok], count_a[ok]
     if n.sum() > MAX_PAIRS:  # bound the work: the most repeated values go first
