@@ -269,6 +269,25 @@ def test_an_excerpt_that_begins_in_a_pause_starts_at_the_cut() -> None:
     assert seg.source_end_s == pytest.approx(18.0, abs=0.5)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_excerpt_that_begins_in_a_pause_under_added_noise_starts_at_the_cut(seed: int) -> None:
+    """As above, with white noise added to the copy at 10 dB SNR: the pause's rows are noise in the target, so
+    they cannot agree, but they are masked (the source far quieter than the target's noise floor, which holds
+    no tone), and the start is still the cut. Without the masking, it is the first note, 1.5 s late."""
+    rng = np.random.default_rng(seed)
+    pause = (1e-4 * rng.standard_normal(int(1.5 * SR))).astype(np.float32)
+    x = np.concatenate([melody(5 + seed, 10.0), pause, melody(6 + seed, 10.0)])
+    excerpt = x[10 * SR : 20 * SR].copy()
+    rms = float(np.sqrt(np.mean(excerpt.astype(np.float64) ** 2)))
+    excerpt += (rms / 10 ** (10 / 20) / 0.3) * noise(50 + seed, excerpt.size / SR)
+    target = scene(95 + seed, 30.0)
+    target[7 * SR : 7 * SR + excerpt.size] = excerpt
+    m = KIND.compare(fingerprint_samples(_to_8k(x)), fingerprint_samples(_to_8k(target)), SETTINGS)
+    assert matches(m), m.details
+    seg = max(m.segments, key=lambda s: s.duration_s)
+    assert seg.source_start_s == pytest.approx(10.0, abs=0.5) and seg.target_start_s == pytest.approx(7.0, abs=0.5)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_an_excerpt_that_fades_in_over_a_held_chord_starts_at_the_cut(seed: int) -> None:
     """The copy opens with 5 s of held chord (no onset, no triplet) faded in from -15 dB over 4 s. The frame

@@ -43,7 +43,18 @@ def continued_share(fp: AudioFingerprint, start_frame: float, end_frame: float) 
     last = min(int(end_frame // SUSTAIN_EVERY) + 1, rows.shape[0])
     if last - first < 2:
         return 0.0
-    cur, prev = rows[first:last], rows[first - 1 : last - 1]
+    return float(_continues(rows[first:last], rows[first - 1 : last - 1]).mean())
+
+
+def continued_rows(fp: AudioFingerprint) -> np.ndarray:
+    """Per 64 ms sustain row: whether its maxima continue from the row before (the first row: False)."""
+    rows = fp.sustain.reshape(-1, SUSTAIN_PER_FRAME).astype(np.int16)
+    out = np.zeros(rows.shape[0], dtype=bool)
+    out[1:] = _continues(rows[1:], rows[:-1])
+    return out
+
+
+def _continues(cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
     near = np.abs(cur[:, :, None] - prev[:, None, :]) <= CONTINUE_BANDS
     near &= (cur > 0)[:, :, None] & (prev > 0)[:, None, :]
-    return float(near.any(axis=(1, 2)).mean())
+    return near.any(axis=(1, 2))
