@@ -19,7 +19,8 @@
    outside it are mapped through the line (time by ``a``, band by the pitch shift) and the run grows while
    they find a target peak, then likewise on the sustain maxima, which reach a cut made inside a held note.
    Then the frame rows (loudness and spectral shape every 64 ms) place each edge where their agreement sum
-   peaks, through pauses too, trimming an edge that ran into the filler; the rows of the final segment that
+   peaks, through pauses too (and through quiet passages buried under added noise: ``edges``' masked rows),
+   trimming an edge that ran into the filler; the rows of the final segment that
    agree above chance (20%, or the pair's own share along the line moved by a few seconds, when higher) add
    ``row_evidence`` each to the run's evidence (an aligned copy agrees on 70-90% of its rows, a chance line
    on 3-10%), which rescues pitch-shifted copies where few triplets survived. Copies that no triplet run
