@@ -288,6 +288,22 @@ def test_an_excerpt_that_begins_in_a_pause_under_added_noise_starts_at_the_cut(s
     assert seg.source_start_s == pytest.approx(10.0, abs=0.5) and seg.target_start_s == pytest.approx(7.0, abs=0.5)
 
 
+def test_a_pause_before_the_copy_does_not_reach_into_quiet_music_before_the_cut() -> None:
+    """The copy starts at the note after a source pause, and the target has quieter music (-14 dB) before the cut:
+    those rows are louder than the pause and at the target's floor, but they hold notes, so they are not masked
+    and the start stays at the cut."""
+    rng = np.random.default_rng(4)
+    pause = (1e-4 * rng.standard_normal(int(1.5 * SR))).astype(np.float32)
+    x = np.concatenate([melody(5, 10.0), pause, melody(6, 10.0)])
+    excerpt = x[int(11.5 * SR) : 20 * SR]
+    target = (0.2 * scene(95, 30.0)).astype(np.float32)
+    target[7 * SR : 7 * SR + excerpt.size] = excerpt
+    m = KIND.compare(fingerprint_samples(_to_8k(x)), fingerprint_samples(_to_8k(target)), SETTINGS)
+    assert matches(m), m.details
+    seg = max(m.segments, key=lambda s: s.duration_s)
+    assert seg.source_start_s == pytest.approx(11.5, abs=0.5) and seg.target_start_s == pytest.approx(7.0, abs=0.5)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_an_excerpt_that_fades_in_over_a_held_chord_starts_at_the_cut(seed: int) -> None:
     """The copy opens with 5 s of held chord (no onset, no triplet) faded in from -15 dB over 4 s. The frame
