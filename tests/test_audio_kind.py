@@ -323,6 +323,30 @@ def test_an_excerpt_that_fades_in_over_a_held_chord_starts_at_the_cut(seed: int)
     assert seg.source_start_s == pytest.approx(10.0, abs=0.5) and seg.target_start_s == pytest.approx(7.0, abs=0.5)
 
 
+def test_a_segment_inside_a_stronger_one_on_a_nearby_line_is_dropped() -> None:
+    """A line of a slightly different slope through part of a copy (0.1-0.23 s off the copy's own line) repeats
+    that part; a second use of the source (30 s away) is a segment of its own."""
+    from shared.kinds.audio.hough import Line
+    from shared.kinds.audio.match import _inside, _Run
+    from shared.protocol import Segment
+
+    frame_s = 0.016
+    frames = 1.0 / frame_s
+    none = np.zeros(0, np.int64)
+
+    def run(scale: float, offset_s: float, start_s: float, end_s: float, evidence: float) -> tuple[Segment, _Run]:
+        line = Line(scale, offset_s * frames, 0.0, none)
+        seg = Segment(start_s, end_s, scale * start_s + offset_s, scale * end_s + offset_s, 1.0)
+        return seg, _Run(line, start_s * frames, end_s * frames, evidence, 10)
+
+    copy = run(1.0, 0.0, 60.0, 300.0, 500.0)
+    fringe = run(0.997, 0.46, 189.7, 236.1, 40.0)  # 0.11 s off at its start, 0.25 s at its end
+    second_use = run(1.0, -30.0, 200.0, 230.0, 40.0)
+    assert _inside(*fringe, *copy, frame_s)
+    assert not _inside(*copy, *fringe, frame_s)  # the stronger one stays
+    assert not _inside(*second_use, *copy, frame_s)
+
+
 def test_a_chance_pair_ahead_of_a_run_does_not_move_its_edge() -> None:
     """Edges are refined from a run's core: a lone pair 3.5 s before it (on the line, within the 4 s gap a
     run tolerates, 7x the run's median gap) is left out, so the rows, not that pair, decide how far the

@@ -30,7 +30,9 @@
    longer stretch and a margin over their shifted lines' agreement (``row_lines.WEAK_MIN_S``, ``WEAK_MARGIN``).
    Two runs of one line whose refined edges overlap or lie within ``MERGE_GAP_S`` are merged into one
    (their triplet evidence added, the rows counted once over the union), rather than the later one being
-   dropped as a fringe of the earlier.
+   dropped as a fringe of the earlier. A kept segment whose spans both lie inside a stronger one's, on a line
+   within ``MERGE_GAP_S`` of it (a slightly different slope through the same copy), is dropped (``_inside``):
+   it would list part of one copy twice.
 5. Evidence saturates into [0, 1]: ``1 - exp(-evidence / evidence_scale)``; the score sums all kept runs.
 
 How to read the score with segment durations: ``similarity_score`` measures *how much* aligned evidence
@@ -131,6 +133,7 @@ def compare(a: AudioFingerprint, b: AudioFingerprint, settings: Settings) -> Mat
         )
         if segment.duration_s >= min_segment_s:
             kept.append((segment, run))
+    kept = [(seg, run) for seg, run in kept if not any(_inside(seg, run, *other, frame_s) for other in kept)]
     kept.sort(key=lambda sr: (sr[0].target_start_s, sr[0].source_start_s))
     evidence = sum(run.evidence for _, run in kept)
     score = saturate(evidence, cfg.evidence_scale)
@@ -296,6 +299,23 @@ def _core(part: np.ndarray, p: Pairs, a: AudioFingerprint, src_start: float, src
     while last > 1 and gaps[last - 1] > lone:
         last -= 1
     return float(starts[first]), float(ends[last])
+
+
+def _inside(seg: Segment, run: _Run, other_seg: Segment, other: _Run, frame_s: float) -> bool:
+    """Whether ``seg`` repeats part of a stronger segment: both its spans lie within ``other_seg``'s (give or take
+    ``MERGE_GAP_S``) and the two lines are within ``MERGE_GAP_S`` of each other over it (a line of a slightly
+    different slope through the same copy, not a second use of the source)."""
+    if other is run or other.evidence <= run.evidence:
+        return False
+    within = (
+        other_seg.source_start_s - MERGE_GAP_S <= seg.source_start_s
+        and seg.source_end_s <= other_seg.source_end_s + MERGE_GAP_S
+        and other_seg.target_start_s - MERGE_GAP_S <= seg.target_start_s
+        and seg.target_end_s <= other_seg.target_end_s + MERGE_GAP_S
+    )
+    ends = np.array([run.src_start, run.src_end])
+    apart_frames = np.abs((run.line.scale - other.line.scale) * ends + run.line.offset_frames - other.line.offset_frames)
+    return within and float(apart_frames.max()) * frame_s <= MERGE_GAP_S
 
 
 def _one_vote_each(p: Pairs, members: np.ndarray) -> np.ndarray:
