@@ -22,7 +22,6 @@ import numpy as np
 
 from shared.kinds.audio.fingerprint import AudioFingerprint
 from shared.kinds.audio.hough import Line
-from shared.kinds.audio.tonal import continued_rows
 from shared.kinds.audio.peaks import (
     ROW_BAND_WIDTH,
     ROW_BITS,
@@ -31,6 +30,7 @@ from shared.kinds.audio.peaks import (
     SUSTAIN_PER_FRAME,
     row_bits,
 )
+from shared.kinds.audio.tonal import continued_rows
 
 TIME_TOL_FRAMES = 2.5
 BAND_TOL = 1.0
