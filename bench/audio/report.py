@@ -1,6 +1,6 @@
 """Tables for ``REPORT.md`` from the rows ``run.py`` wrote: recall, boundary errors, FPR, degenerate, speed.
 
-Usage: ``.venv/bin/python bench/audio/report.py [eval|tune|fresh [tag]]``. The Chromaprint threshold is calibrated on the
+Usage: ``.venv/bin/python bench/audio/report.py [eval|tune|fresh...|pooled [tag]]`` (``pooled``: every split's rows as one set). The Chromaprint threshold is calibrated on the
 tuning rows (``tune_rows.json``): the smallest aligned-item count above every tuning negative of real audio
 (degenerate signals are left out of the calibration, or silence-vs-silence alone would set it, and their
 results are reported separately).
@@ -55,7 +55,18 @@ def pct(n: int, d: int) -> str:
 def main() -> None:
     split = sys.argv[1] if len(sys.argv) > 1 else "eval"
     tag = sys.argv[2] if len(sys.argv) > 2 else ""
-    data = json.loads((CACHE / f"{split}_rows{tag}.json").read_text())
+    if split == "pooled":  # every split run.py has written, as one set
+        files = sorted(CACHE.glob(f"*_rows{tag}.json"))
+        parts = [json.loads(f.read_text()) for f in files]
+        data = {
+            "rows": [r for d in parts for r in d["rows"]],
+            "speed": {k: sum(d["speed"][k] for d in parts) for k in parts[0]["speed"]},
+            "compare_s": [x for d in parts for x in d["compare_s"]],
+            "cp_compare_s": [x for d in parts for x in d["cp_compare_s"]],
+        }
+        print(f"Pooled: {', '.join(f.name for f in files)}\n")
+    else:
+        data = json.loads((CACHE / f"{split}_rows{tag}.json").read_text())
     rows = data["rows"]
     thr = cp_threshold()
     pos = [r for r in rows if r["kind"] == "positive"]
