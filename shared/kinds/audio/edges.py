@@ -74,12 +74,15 @@ ROW_GAIN_TRACK = 0.1
 #: decay, the target holds only the noise, so those rows cannot agree, and a copy that opens with one started
 #: at its first audible note, 1-1.3 s late. A row counts as agreeing when it is masked: the target row lies
 #: within MASK_TOL_DB of the target's noise floor (the MASK_FLOOR_PERCENTILE-th percentile of its level over
-#: the run), the source row is quieter than it by more than ROW_LOUD_TOL_DB, and the target around it is no
-#: tone: its sustain maxima continue in fewer than MASK_MAX_CONTINUED of the rows within MASK_WINDOW_ROWS
-#: (noise continues in 0-2%, music in 20-95%; ``tonal``). Without that last test, a clean copy's edge ran
-#: on into quiet filler music next to the cut (6 of the tuning split's 324 positives).
+#: the run), the source row is a quiet passage (MASK_QUIET_DB under the run's level; the masked openings
+#: measured 15-45 dB) quieter than the target row by more than ROW_LOUD_TOL_DB, and the target around it is
+#: no tone: its sustain maxima continue in fewer than MASK_MAX_CONTINUED of the rows within MASK_WINDOW_ROWS
+#: (noise continues in 0-2%, music in 20-95%; ``tonal``). Without the tonal test, a clean copy's edge ran on
+#: into quiet filler music next to the cut (6 of the tuning split's 324 positives); without the quiet test,
+#: into dense rock (a query's filler 3-5 dB under its own level, masked by a rock track's drums).
 MASK_FLOOR_PERCENTILE = 10.0
 MASK_TOL_DB = 4.0
+MASK_QUIET_DB = 12.0
 MASK_WINDOW_ROWS = 8
 MASK_MAX_CONTINUED = 0.1
 
@@ -232,6 +235,7 @@ def _grow_rows(
             mm < toneless.size
             and toneless[mm]
             and rows.lb[mm] <= floor + MASK_TOL_DB
+            and rows.la[r] < level - MASK_QUIET_DB
             and rows.la[r] + g < rows.lb[mm] - ROW_LOUD_TOL_DB
         )
 
