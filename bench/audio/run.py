@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -60,8 +62,16 @@ def key(path: str) -> str:
     return hashlib.sha1(path.encode()).hexdigest()[:16]
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write under a temporary name, then rename: two runs sharing the cache never read half a file."""
+    partial = path.with_name(f".partial_{os.getpid()}_{path.name}")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
 def pcm(path: str) -> tuple[np.ndarray, float]:
-    """8 kHz mono samples from mediamatch's decoder, and the decode time (cached)."""
+    """8 kHz mono samples from mediamatch's decoder, and the decode time (cached; the samples are written
+    after their metadata, so a present ``.npy`` always has its ``.json``)."""
     npy, meta = CACHE / "pcm" / f"{key(path)}.npy", CACHE / "pcm" / f"{key(path)}.json"
     if npy.exists():
         return np.load(npy), json.loads(meta.read_text())["decode_s"]
@@ -70,8 +80,10 @@ def pcm(path: str) -> tuple[np.ndarray, float]:
     x = np.concatenate(list(iter_samples(Path(path), mime, 4 * 3600.0)))
     decode_s = time.perf_counter() - t0
     npy.parent.mkdir(parents=True, exist_ok=True)
-    np.save(npy, x)
-    meta.write_text(json.dumps({"decode_s": decode_s}))
+    _write_atomic(meta, json.dumps({"decode_s": decode_s}).encode())
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    _write_atomic(npy, buffer.getvalue())
     return x, decode_s
 
 
@@ -86,8 +98,8 @@ def fingerprint(path: str) -> tuple[AudioFingerprint, float, float, float]:
     fp = fingerprint_samples(x)
     fp_s = time.perf_counter() - t0
     cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(fp.to_bytes())
-    meta.write_text(json.dumps({"fingerprint_s": fp_s}))
+    _write_atomic(cached, fp.to_bytes())
+    _write_atomic(meta, json.dumps({"fingerprint_s": fp_s}).encode())
     return fp, x.size / 8000, decode_s, fp_s
 
 
