@@ -87,6 +87,13 @@ MASK_WINDOW_ROWS = 8
 MASK_MAX_CONTINUED = 0.1
 
 
+def _toneless_rows(fp: AudioFingerprint) -> np.ndarray:
+    """Per frame row: whether the sustain maxima continue in fewer than MASK_MAX_CONTINUED of the rows within
+    MASK_WINDOW_ROWS (noise or silence, not a note)."""
+    window = np.ones(2 * MASK_WINDOW_ROWS + 1) / (2 * MASK_WINDOW_ROWS + 1)
+    return np.convolve(continued_rows(fp).astype(np.float64), window, mode="same") < MASK_MAX_CONTINUED
+
+
 def _confirmed(a: AudioFingerprint, b: AudioFingerprint, line: Line, idx: np.ndarray) -> np.ndarray:
     """Whether each source peak ``idx`` has a target peak where the line says it should be."""
     t = line.scale * a.peak_frames[idx].astype(np.float64) + line.offset_frames
@@ -226,18 +233,21 @@ def _grow_rows(
     reach = int(ROW_REACH_S / row_s)
 
     floor = float(np.percentile(rows.lb[m], MASK_FLOOR_PERCENTILE))
-    window = np.ones(2 * MASK_WINDOW_ROWS + 1) / (2 * MASK_WINDOW_ROWS + 1)
-    toneless = np.convolve(continued_rows(b).astype(np.float64), window, mode="same") < MASK_MAX_CONTINUED
+    toneless: np.ndarray | None = None  # computed on the first candidate: most runs never meet one
 
     def masked(r: int, mm: int, g: float) -> bool:
         """Whether target row ``mm`` is noise at the floor over a quieter source row ``r`` (see the constants)."""
-        return bool(
-            mm < toneless.size
-            and toneless[mm]
-            and rows.lb[mm] <= floor + MASK_TOL_DB
+        nonlocal toneless
+        quiet_under_floor = (
+            rows.lb[mm] <= floor + MASK_TOL_DB
             and rows.la[r] < level - MASK_QUIET_DB
             and rows.la[r] + g < rows.lb[mm] - ROW_LOUD_TOL_DB
         )
+        if not quiet_under_floor:
+            return False
+        if toneless is None:
+            toneless = _toneless_rows(b)
+        return bool(mm < toneless.size and toneless[mm])
 
     def gain(sel: slice) -> float:
         if loud[sel].sum() >= 4:
