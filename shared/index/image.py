@@ -30,7 +30,9 @@ Measured (``bench/catalog/image/REPORT.md``, 200,000 items, 196,897 of them synt
 from real fingerprints): the exact stage returned exactly the brute-force scan's items on every checked
 query; Recall@10 is 97-100% of pairwise recall on re-encoding, resizing, colour, mirrors and quarter turns,
 78% on screenshots (through the query's insets), but 19-95% on the other local-feature families (50% crops,
-crops <= 25%, small rotations, logos, padding): the word stage is the weak part. Latency: p50 79 ms, p99 140
+crops <= 25%, small rotations, logos, padding). At 20k items most of that gap is the cap of
+``image_local_candidates`` (8): the benchmark holds each photo 30 times, and its other copies fill the slots;
+a cap of 40 gives 96.2% of pairwise overall at ~5x the verify time (``bench/catalog/image/REPORT.md``). Latency: p50 79 ms, p99 140
 ms a query at 200k on the shared 2-core machine (the p50 <= 10 ms target at 10^6 is missed); stop words took
 the index stage's p99 from 2.2 s to 89 ms there.
 

@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT / "results.json"))
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
-    settings = Settings()
+    settings = Settings.from_env()  # MEDIAMATCH_INDEX_IMAGE_* variables try other index settings
     res: dict[str, Any] = {"args": vars(args), "uptime_before": uptime(), "cpus": os.cpu_count()}
     print(res["uptime_before"], flush=True)
 
