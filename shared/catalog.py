@@ -110,7 +110,7 @@ def shard_hits(
     index = replica(plan["catalog_id"], kind, version, shard, settings)
     index.refresh(store)
     exclude, top_k = plan["exclude_external_id"], plan["top_k"]
-    found = index.search(query, settings, top_k + (1 if exclude else 0), store)
+    found = index.search(query, settings, top_k + (1 if exclude else 0), store, plan["threshold"])
     hits = [h for h in found if h.item.external_id != exclude]
     return [hit_json(h, plan["threshold"]) for h in hits[:top_k]], index.stats()
 

@@ -17,7 +17,7 @@ from shared.index.image import ImageIndex
 from shared.index.image_hashes import TABLES
 from shared.index.image_postings import BUFFER_POSTINGS, Postings
 from shared.index.image_words import WordStage
-from shared.index.replica import CatalogIndex
+from shared.index.replica import CatalogIndex, verify_tiers
 from shared.kinds import fingerprint_version, get_kind
 from shared.kinds.image import KIND, ImageFingerprint
 from shared.kinds.image.fingerprint import Inset
@@ -25,7 +25,7 @@ from shared.kinds.image.scoring import best_alignment
 from shared.protocol import LocalMedia
 from shared.settings import Settings
 from shared.sniff import SNIFF_BYTES, sniff
-from shared.store import Store, StoredFingerprint
+from shared.store import ItemRecord, Store, StoredFingerprint
 
 SETTINGS = Settings()
 THRESHOLD = SETTINGS.image.match_threshold
@@ -132,6 +132,58 @@ def test_brute_force_matches_are_candidates(library: dict[str, tuple[Path, Image
     # Unrelated photos are not proposed by the hash stage.
     other = library["other0"][1]
     assert [names[k] for k, _ in index.hash_neighbours(other)] == ["other0"]
+
+
+def test_local_candidates_come_in_tiers(library: dict[str, tuple[Path, ImageFingerprint]]) -> None:
+    """The first tier is the hash stage's items and the local stage's first ``image_local_candidates``;
+    later tiers hold the next ones, as many each, up to ``image_local_candidates_max`` local ones in all."""
+    names = sorted(library)
+    small = dataclasses.replace(FAST, index=dataclasses.replace(
+        FAST.index, image_local_candidates=2, image_local_candidates_max=6, image_local_min_votes=1))
+    index = ImageIndex(small)
+    index.add_many([(k, library[n][1]) for k, n in enumerate(names)])
+    q = library["p0-crop_off_centre"][1]
+    tiers = index.candidate_tiers(q, limit=200)
+    exact = [k for k, _ in index.hash_neighbours(q)]
+    assert tiers[0][: len(exact)] == exact and len(tiers[0]) == len(exact) + 2
+    assert len(tiers) > 1 and all(len(t) == 2 for t in tiers[1:-1]) and 1 <= len(tiers[-1]) <= 2
+    assert sum(len(t) for t in tiers) - len(exact) <= 6
+    flat = [k for t in tiers for k in t]
+    assert len(flat) == len(set(flat))
+    assert index.candidates(q, limit=200) == tiers[0]
+    assert sum(len(t) for t in index.candidate_tiers(q, limit=3)) - len(exact) <= 3
+
+
+def test_later_tiers_are_compared_only_while_the_one_before_matched(
+    library: dict[str, tuple[Path, ImageFingerprint]],
+) -> None:
+    names = sorted(library)
+    compared: list[str] = []
+
+    def load(keys: list[int]) -> list[tuple[ItemRecord, ImageFingerprint]]:
+        compared.extend(names[k] for k in keys)
+        return [(ItemRecord(k, "c", names[k], "image", "", True, None, 0.0, 0.0), library[names[k]][1]) for k in keys]
+
+    def hits(tiers: list[list[str]], top_k: int = 10) -> list[str]:
+        compared.clear()
+        found = verify_tiers(KIND, library["p0-jpeg"][1], [[names.index(n) for n in t] for t in tiers], load,
+                             SETTINGS, top_k, THRESHOLD)
+        return [h.item.external_id for h in found if h.match.similarity_score >= THRESHOLD]
+
+    # A tier without a match ends the search: the next one is never loaded nor compared.
+    assert hits([["other0", "p0-orig"], ["other1", "other2"], ["p0-mirror"]]) == ["p0-orig"]
+    assert compared == ["other0", "p0-orig", "other1", "other2"]
+    # While tiers keep matching, all are compared, and the top K are ranked by score, not by tier.
+    found = hits([["p0-half"], ["p0-mirror"], ["p0-orig"]], top_k=2)
+    assert compared == ["p0-half", "p0-mirror", "p0-orig"] and len(found) == 2
+    scores = {n: KIND.compare(library["p0-jpeg"][1], library[n][1], SETTINGS).similarity_score
+              for n in ("p0-half", "p0-mirror", "p0-orig")}
+    assert found == sorted(scores, key=lambda n: (-round(scores[n], 4), n))[:2]
+    # A stricter threshold decides the same way: nothing matches at 1.01, so the first tier is the last.
+    compared.clear()
+    verify_tiers(KIND, library["p0-jpeg"][1], [[names.index("p0-orig")], [names.index("p0-half")]], load,
+                 SETTINGS, 10, 1.01)
+    assert compared == ["p0-orig"]
 
 
 # -- the exact stage, on constructed hashes ---------------------------------------------------------------

@@ -64,6 +64,7 @@ class ImageIndex:
         s = settings.index
         self.min_quality, self.min_detail = settings.image.min_quality, settings.image.min_detail_coefficients
         self.local_candidates = s.image_local_candidates
+        self.local_candidates_max = s.image_local_candidates_max
         self.exhaustive_below = s.image_exhaustive_below
         self.hashes = HashStage(s.image_hash_radius_bits)
         self.words = WordStage(
@@ -112,8 +113,16 @@ class ImageIndex:
             self._alive[slot] = False
 
     def candidates(self, query: Fingerprint, limit: int) -> list[int]:
-        """Items within the hash radius (all of them, nearest first), then up to ``min(limit,
-        image_local_candidates)`` more from the local stage (most votes first)."""
+        """The first of ``candidate_tiers``: items within the hash radius, then the local stage's first
+        ``image_local_candidates``."""
+        return self.candidate_tiers(query, limit)[0]
+
+    def candidate_tiers(self, query: Fingerprint, limit: int) -> list[list[int]]:
+        """Items within the hash radius (all of them, nearest first) and the local stage's first
+        ``image_local_candidates`` (most votes first) as the first tier; then its next ones, up to
+        ``image_local_candidates_max`` in all (and ``limit``), ``image_local_candidates`` a tier. The replica
+        compares a later tier only while the one before it held a match: a catalog holding many copies of
+        the query's picture has them all compared, ranked by score, rather than the 8 with most votes."""
         q = _image(query)
         qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
         insets = self._inset_codes(q)
@@ -122,7 +131,7 @@ class ImageIndex:
             bits = alignment_bits(qcodes, self._codes[slots])
             for code in insets:
                 bits = np.minimum(bits, inset_bits(code, self._codes[slots]))
-            return [int(k) for k in self._keys[slots[np.lexsort((slots, bits))]]]
+            return [[int(k) for k in self._keys[slots[np.lexsort((slots, bits))]]]]
         exact, exact_bits = self.hashes.search(qcodes, self._codes[: self._used], self._alive)
         if insets:
             # A picture shown inside the query (a screenshot of a catalog item): nearest of every route first.
@@ -131,13 +140,16 @@ class ImageIndex:
             slots, bits = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
             slots = slots[np.lexsort((slots, bits))]
             exact = slots[np.sort(np.unique(slots, return_index=True)[1])]  # each slot at its nearest
+        most = min(limit, max(self.local_candidates, self.local_candidates_max))
         local, _ = self.words.search(
             q.features.descriptors(), q.features.descriptors(mirror=True), self._alive[: self._used],
-            min(limit, self.local_candidates) + len(exact),
+            most + len(exact),
         )
         seen = set(exact.tolist())
-        extra = [s for s in local.tolist() if s not in seen][: min(limit, self.local_candidates)]
-        return [int(self._keys[s]) for s in exact.tolist() + extra]
+        extra = [int(self._keys[s]) for s in local.tolist() if s not in seen][:most]
+        step = max(1, self.local_candidates)
+        first = [int(k) for k in self._keys[exact]] + extra[:step]
+        return [first] + [extra[i : i + step] for i in range(step, len(extra), step)]
 
     def _inset_codes(self, q: ImageFingerprint) -> list[np.ndarray]:
         """The query's informative insets (as the compare counts them), as 32-byte arrays."""

@@ -104,15 +104,26 @@ class CatalogIndex:
             for pk, fp in added:
                 self.index.add(pk, fp)
 
-    def search(self, query: Fingerprint, settings: Settings, top_k: int, store: Store | None = None) -> list[Hit]:
+    def search(
+        self, query: Fingerprint, settings: Settings, top_k: int, store: Store | None = None,
+        threshold: float | None = None,
+    ) -> list[Hit]:
+        """The top K hits by the kind's full ``compare`` (``verify_tiers``; ``threshold`` decides which
+        hits count as matches there, the kind's default when None)."""
         with self._lock:
-            keys = self.index.candidates(query, limit=max(top_k * 20, settings.index.min_candidates))
-            pairs = [] if self.compact else [self.items[k] for k in keys if k in self.items]
-        if self.compact:
-            if store is None:
-                raise ValueError("a compact replica loads its candidates from the store")
-            pairs = load_items(store, self.kind, self.version, keys)
-        return rank_hits(self.kind, query, pairs, settings, top_k)
+            tiers = candidate_tiers(self.index, query, max(top_k * 20, settings.index.min_candidates))
+            held = None if self.compact else {k: self.items[k] for t in tiers for k in t if k in self.items}
+        if held is not None:
+            def load(keys: list[int]) -> list[tuple[ItemRecord, Fingerprint]]:
+                return [held[k] for k in keys if k in held]
+        elif store is None:
+            raise ValueError("a compact replica loads its candidates from the store")
+        else:
+            def load(keys: list[int]) -> list[tuple[ItemRecord, Fingerprint]]:
+                return load_items(store, self.kind, self.version, keys)
+        if threshold is None:
+            threshold = settings.threshold_for(self.kind.name)
+        return verify_tiers(self.kind, query, tiers, load, settings, top_k, threshold)
 
     def stats(self) -> dict[str, Any]:
         shard = None if self.shard is None else {"index": self.shard[0], "count": self.shard[1]}
@@ -121,11 +132,29 @@ class CatalogIndex:
                 "shard": shard}
 
 
-def rank_hits(
-    kind: MediaKind, query: Fingerprint, pairs: list[tuple[ItemRecord, Fingerprint]], settings: Settings, top_k: int
+def candidate_tiers(index: CandidateIndex, query: Fingerprint, limit: int) -> list[list[int]]:
+    """The index's candidates in tiers (its ``candidate_tiers`` when it has one; else one tier)."""
+    tiers = getattr(index, "candidate_tiers", None)
+    return tiers(query, limit) if tiers is not None else [index.candidates(query, limit)]
+
+
+def verify_tiers(
+    kind: MediaKind, query: Fingerprint, tiers: list[list[int]],
+    load: Callable[[list[int]], list[tuple[ItemRecord, Fingerprint]]], settings: Settings, top_k: int,
+    threshold: float,
 ) -> list[Hit]:
-    """The kind's full ``compare`` of every candidate, best first (``rank_key``), score > 0, top K."""
-    hits = [Hit(item, kind.compare(query, fp, settings)) for item, fp in pairs]
+    """The kind's full ``compare`` of the candidates, a tier at a time: the first tier always, each later one
+    only while the tier before it held a match (at or above ``threshold``). An index ranks a cluster of
+    copies of one picture together, so this compares a whole cluster, then one tier past it, and the top K
+    are the cluster's best, not its first few; a query matching nothing costs the first tier only. Hits are
+    ordered by ``rank_key``, score > 0, top K."""
+    hits: list[Hit] = []
+    last: list[Hit] = []
+    for i, keys in enumerate(tiers):
+        if i and not any(h.match.similarity_score >= threshold for h in last):
+            break
+        last = [Hit(item, kind.compare(query, fp, settings)) for item, fp in load(keys)]
+        hits += last
     hits = [h for h in hits if h.match.similarity_score > 0]
     hits.sort(key=lambda h: rank_key(h.match.similarity_score, h.item.external_id))
     return hits[:top_k]
