@@ -20,6 +20,7 @@ from shared.index.image_words import WordStage
 from shared.index.replica import CatalogIndex, verify_tiers
 from shared.kinds import fingerprint_version, get_kind
 from shared.kinds.image import KIND, ImageFingerprint
+from shared.kinds.image.features import KEYPOINT_DTYPE, Features
 from shared.kinds.image.fingerprint import Inset
 from shared.kinds.image.scoring import best_alignment
 from shared.protocol import LocalMedia
@@ -295,6 +296,33 @@ def test_postings_survive_merges_and_removals() -> None:
     assert postings.counts(query).tolist() == np.bincount(which, minlength=len(query)).tolist()
 
 
+def _features(desc: np.ndarray, angle: np.ndarray | int = 0, octave: np.ndarray | int = 0) -> Features:
+    points = np.zeros(len(desc), KEYPOINT_DTYPE)
+    points["desc"], points["angle"], points["octave"] = desc, angle, octave
+    return Features(640, 480, points)
+
+
+def test_geometrically_consistent_votes_rank_first() -> None:
+    """Weak geometric consistency: an item sharing 6 keypoints with the query at one rotation and scale
+    ranks above one sharing 9 at scattered orientations and octaves, though it has fewer votes."""
+    rng = np.random.default_rng(11)
+    query = rng.integers(0, 256, (40, 16), dtype=np.uint8)
+    angle = rng.integers(0, 128, 40).astype(np.uint8)
+    octave = rng.integers(0, 4, 40).astype(np.uint8)
+    items = [rng.integers(0, 256, (40, 16), dtype=np.uint8) for _ in range(3)]
+    geo = [(rng.integers(0, 128, 40).astype(np.uint8), rng.integers(0, 8, 40).astype(np.uint8)) for _ in range(3)]
+    items[1][:6] = query[:6]  # a copy turned by 90 degrees and one octave finer
+    geo[1][0][:6], geo[1][1][:6] = (angle[:6] + 32) % 128, octave[:6] + 1
+    items[2][:9] = query[10:19]  # shared descriptors, no common geometry
+    geo[2][0][:9] = (angle[10:19] + np.arange(9) * 14) % 128
+    geo[2][1][:9] = (octave[10:19] + np.arange(9) % 4 * 2) % 8
+    stage = WordStage(40, code_max_bits=16, min_votes=3, query_cells_per_half=1)
+    alive = np.ones(3, bool)
+    stage.add_many(np.arange(3), [_features(d, a, o) for d, (a, o) in zip(items, geo, strict=True)])
+    slots, votes = stage.search(_features(query, angle, octave), alive, limit=10)
+    assert slots.tolist() == [1, 2] and votes.tolist() == [6, 9]
+
+
 def test_stop_words_are_skipped_and_rare_words_still_vote() -> None:
     """A word shared by every item (a flat patch, a grid corner) carries no evidence and is not scanned;
     the item that shares rare words with the query is still proposed, and with the stop list off the
@@ -308,10 +336,16 @@ def test_stop_words_are_skipped_and_rare_words_still_vote() -> None:
     alive = np.ones(len(items), bool)
     for factor, expect_all in ((20.0, False), (0.0, True)):
         stage = WordStage(40, code_max_bits=16, min_votes=3, query_cells_per_half=1, stop_factor=factor)
-        stage.add_many(np.arange(len(items)), items, alive)
-        slots, votes = stage.search(query, query[:0], alive, limit=1000)
+        stage.add_many(np.arange(len(items)), [_features(d) for d in items])
+        slots, votes = stage.search(_features(query), alive, limit=1000)
         assert slots[0] == 7 and votes[0] >= 6
         assert (len(slots) == len(items)) == expect_all  # the common word's 4 votes reach every item
+    # A purge drops a removed item's postings for good: searchable no more even if its slot came back.
+    before = len(stage)
+    alive[7] = False
+    stage.purge(alive)
+    alive[7] = True
+    assert len(stage) == before - 40 and 7 not in stage.search(_features(query), alive, limit=1000)[0].tolist()
 
 
 # -- freshness through the replica and the store ----------------------------------------------------------

@@ -105,12 +105,13 @@ class ImageIndex:
             self._alive[slot] = True
             self._slot_of[key] = slot
         self.hashes.add_many(slots, codes, self._alive)
-        self.words.add_many(slots, [fp.features.descriptors() for fp in fps], self._alive)
+        self.words.add_many(slots, [fp.features for fp in fps])
 
     def remove(self, key: int) -> None:
         slot = self._slot_of.pop(key, _NO_SLOT)
         if slot != _NO_SLOT:
             self._alive[slot] = False
+            self.words.removed(slot, self._alive)
 
     def candidates(self, query: Fingerprint, limit: int) -> list[int]:
         """The first of ``candidate_tiers``: items within the hash radius, then the local stage's first
@@ -141,10 +142,7 @@ class ImageIndex:
             slots = slots[np.lexsort((slots, bits))]
             exact = slots[np.sort(np.unique(slots, return_index=True)[1])]  # each slot at its nearest
         most = min(limit, max(self.local_candidates, self.local_candidates_max))
-        local, _ = self.words.search(
-            q.features.descriptors(), q.features.descriptors(mirror=True), self._alive[: self._used],
-            most + len(exact),
-        )
+        local, _ = self.words.search(q.features, self._alive[: self._used], most + len(exact))
         seen = set(exact.tolist())
         extra = [int(self._keys[s]) for s in local.tolist() if s not in seen][:most]
         step = max(1, self.local_candidates)
@@ -172,14 +170,14 @@ class ImageIndex:
         return {
             "hash_codes": self._codes[: self._used].nbytes,
             "hash_postings": self.hashes.postings.nbytes,
-            "word_postings": self.words.postings.nbytes,
+            "word_postings": self.words.nbytes,
             "slots": self._keys[: self._used].nbytes + self._alive[: self._used].nbytes + 100 * len(self._slot_of),
         }
 
     def compact_now(self) -> None:
         """Merge recent postings (and purge removed items') now rather than at the next threshold."""
         self.hashes.postings.merge(self._alive)
-        self.words.postings.merge(self._alive)
+        self.words.purge(self._alive)
 
     def _grow(self, need: int) -> None:
         cap = len(self._keys)

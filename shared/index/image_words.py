@@ -28,6 +28,13 @@ Design, and why:
   query scanning such lists. With the catalog benchmark's seed-1 variants as queries (the tuning side), the
   original was among the candidates for 2,427 of 2,929 without a stop list, 2,393 at 50x, 2,402 at 20x and
   2,376 at 10x; the index stage's p99 went from 354 ms to about 10 ms at 20x.
+* **Weak geometric consistency** (Jegou, Douze & Schmid, ECCV 2008). Votes rank items, but a crop of one
+  picture shares few keypoints with it (3-6 votes where 50% crops of real photos missed), while chance
+  votes pile up on busy items (10-27 on the benchmark's chessboards and distractors). Each posting keeps
+  its keypoint's orientation (16 bins of 22.5 degrees) and pyramid octave; a hit's orientation and octave
+  *differences* are constant over a true copy (one rotation, one scale), scattered by chance. Items are
+  ranked by the smaller of their best orientation window (2 bins) and best octave window (3 levels),
+  counting distinct query keypoints, then by votes; which items are candidates (``min_votes``) is unchanged.
 * **What is indexed**: ``keypoints`` of each item's up to 256 (every other one in stored order, which is by
   pyramid octave, so all octaves keep their share): 12 bytes per posting.
 
@@ -40,15 +47,22 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from shared.index.image_postings import Postings, sorted_unique
+from shared.index.image_postings import sorted_unique
 from shared.index.image_vocab import CELLS, CENTROIDS
+from shared.kinds.image.features import ANGLE_STEPS, Features
 
 N_WORDS = CELLS * CELLS
 #: A word is never a stop word below this many postings: in a small catalog, the few copies of one photo
 #: share words far above the (tiny) mean, and must still find each other.
 STOP_MIN_POSTINGS = 256
+#: Removed items' postings are purged once they reach this many and a fifth of all postings.
+PURGE_MIN_POSTINGS = 1 << 16
 #: Bytes of the 16-byte descriptor kept in each posting (the Hamming-embedding code).
 CODE_BYTES = (0, 1, 2, 3, 8, 9, 10, 11)
+ANGLE_BINS = 16
+OCTAVES = 8
+#: Weak geometric consistency windows: adjacent orientation bins, adjacent octaves.
+ANGLE_WINDOW, OCTAVE_WINDOW = 2, 3
 
 
 def _quantizer() -> faiss.IndexBinaryFlat:
@@ -72,8 +86,18 @@ def words_of(descriptors: np.ndarray, per_half: int = 1) -> np.ndarray:
 
 
 def codes_of(descriptors: np.ndarray) -> np.ndarray:
-    d = np.ascontiguousarray(descriptors, np.uint8)
-    return np.ascontiguousarray(d[:, list(CODE_BYTES)]).view(np.uint64).ravel()
+    """(n, 16) descriptors -> (n, 8) uint8 Hamming-embedding codes."""
+    return np.ascontiguousarray(np.asarray(descriptors, np.uint8)[:, list(CODE_BYTES)])
+
+
+def geometry_of(features: Features, mirror: bool = False) -> np.ndarray:
+    """Per keypoint, its orientation bin and octave in one byte (on the mirrored plane when ``mirror``)."""
+    angle = features.points["angle"].astype(np.int64)
+    if mirror:
+        angle = (ANGLE_STEPS // 2 - angle) % ANGLE_STEPS
+    octave = np.minimum(features.points["octave"].astype(np.int64), OCTAVES - 1)
+    return (angle * ANGLE_BINS // ANGLE_STEPS | octave << 4).astype(np.uint8)
+
 
 
 class WordStage:
@@ -85,53 +109,96 @@ class WordStage:
         self.code_max_bits = code_max_bits
         self.min_votes = min_votes
         self.per_half = query_cells_per_half
-        self.postings = Postings(N_WORDS, np.uint64)
+        # The inverted file: one list per word, each posting a 64-bit code and a label (slot << 8 | geometry).
+        # Words are assigned here (``words_of``), so the IVF's own quantiser is never used.
+        self._ivf = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(64), 64, N_WORDS)
+        self._ivf.is_trained = True
+        self._counts = np.zeros(N_WORDS, np.int64)  # postings per word, dead ones included
+        self._per_slot = np.zeros(0, np.int32)  # postings per slot; 0 once purged
+        self._dead = 0  # postings of removed slots still in the lists
 
-    def indexed_descriptors(self, descriptors: np.ndarray) -> np.ndarray:
-        step = max(1, -(-len(descriptors) // max(self.keypoints, 1)))
-        return descriptors[::step][: self.keypoints]
+    def __len__(self) -> int:
+        return int(self._ivf.ntotal)
 
-    def add(self, slot: int, descriptors: np.ndarray, alive: np.ndarray) -> None:
-        d = self.indexed_descriptors(descriptors)
-        if len(d) == 0:
-            return
-        words = words_of(d)[:, 0]
-        self.postings.add(words, np.full(len(d), slot, np.uint32), codes_of(d), alive)
+    @property
+    def nbytes(self) -> int:
+        """The lists' contents (8-byte code and 8-byte label a posting) and the bookkeeping arrays."""
+        return 16 * len(self) + self._counts.nbytes + self._per_slot.nbytes
 
-    def add_many(self, slots: np.ndarray, descriptors: list[np.ndarray], alive: np.ndarray) -> None:
-        """Bulk form of ``add`` (one quantiser call for many items)."""
-        picked = [self.indexed_descriptors(d) for d in descriptors]
-        counts = np.array([len(p) for p in picked], np.int64)
+    def indexed(self, n: int) -> slice:
+        """Which of an item's ``n`` keypoints are indexed: every ``step``-th, at most ``keypoints``."""
+        step = max(1, -(-n // max(self.keypoints, 1)))
+        return slice(0, min(n, step * self.keypoints), step)
+
+    def add_many(self, slots: np.ndarray, features: list[Features]) -> None:
+        """Index the items' keypoints (one quantiser call for many items)."""
+        picked = [self.indexed(len(f.points)) for f in features]
+        counts = np.array([len(range(len(f.points))[p]) for f, p in zip(features, picked, strict=True)], np.int64)
+        if len(slots) and slots.max() >= len(self._per_slot):
+            grown = np.zeros(max(2 * len(self._per_slot), int(slots.max()) + 1), np.int32)
+            grown[: len(self._per_slot)] = self._per_slot
+            self._per_slot = grown
+        self._per_slot[slots] = counts
         if counts.sum() == 0:
             return
-        d = np.concatenate([p for p in picked if len(p)])
-        words = words_of(d)[:, 0]
-        self.postings.add(words, np.repeat(slots.astype(np.uint32), counts), codes_of(d), alive)
+        d = np.concatenate([f.descriptors()[p] for f, p in zip(features, picked, strict=True)])
+        geo = np.concatenate([geometry_of(f)[p] for f, p in zip(features, picked, strict=True)])
+        words = np.ascontiguousarray(words_of(d)[:, 0])
+        labels = np.ascontiguousarray(np.repeat(slots.astype(np.int64), counts) << 8 | geo)
+        codes = codes_of(d)  # bound to a name: swig_ptr does not keep its array alive
+        self._ivf.add_core(  # type: ignore[attr-defined]  # (SWIG methods missing from faiss's stubs)
+            len(d), faiss.swig_ptr(codes), faiss.swig_ptr(labels), faiss.swig_ptr(words))
+        self._counts += np.bincount(words, minlength=N_WORDS)
 
-    def search(
-        self, plain: np.ndarray, mirror: np.ndarray, alive: np.ndarray, limit: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``limit`` live slots with at least ``min_votes`` votes, most first; and their votes."""
-        n = len(plain)
-        if n == 0 or limit <= 0:
+    def removed(self, slot: int, alive: np.ndarray) -> None:
+        """Note a removed slot; its postings are purged once dead ones reach a fifth of the lists."""
+        self._dead += int(self._per_slot[slot]) if slot < len(self._per_slot) else 0
+        if self._dead > max(PURGE_MIN_POSTINGS, len(self) // 5):
+            self.purge(alive)
+
+    def purge(self, alive: np.ndarray) -> None:
+        """Drop the postings of dead slots from the lists (one pass over them, in FAISS)."""
+        n = min(len(alive), len(self._per_slot))
+        dead = np.flatnonzero(~alive[:n] & (self._per_slot[:n] > 0))
+        if len(dead) == 0:
+            return
+        labels = (dead.astype(np.int64)[:, None] << 8 | np.arange(256, dtype=np.int64)).ravel()
+        self._ivf.remove_ids(faiss.IDSelectorBatch(labels))
+        self._per_slot[dead] = 0
+        self._dead = 0
+        inv = self._ivf.invlists
+        self._counts = np.array([inv.list_size(w) for w in range(N_WORDS)], np.int64)
+
+    def search(self, query: Features, alive: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``limit`` live slots with at least ``min_votes`` votes, best first (the module docstring);
+        and their votes."""
+        n = len(query.points)
+        if n == 0 or limit <= 0 or len(self) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        desc = np.concatenate([plain, mirror])  # query keypoint i is row i (plain) and n + i (mirror)
+        # Query keypoint i is row i (plain) and n + i (mirror).
+        desc = np.concatenate([query.descriptors(), query.descriptors(mirror=True)])
+        geo = np.concatenate([geometry_of(query), geometry_of(query, mirror=True)])
         words = words_of(desc, self.per_half)
-        codes = codes_of(desc)
-        keys = words.ravel()
-        kept = np.arange(len(keys))
         if self.stop_factor > 0:
             # Stop words (Sivic & Zisserman, "Video Google", ICCV 2003): the most frequent words match
-            # everything, carry no evidence and are the longest lists to scan.
-            most = max(STOP_MIN_POSTINGS, self.stop_factor * len(self.postings) / N_WORDS)
-            kept = np.flatnonzero(self.postings.counts(keys) <= most)
-        slots, payload, which = self.postings.lookup(keys[kept])
-        which = kept[which]
-        row = which // words.shape[1]
-        ok = np.bitwise_count(payload ^ codes[row]) <= self.code_max_bits
-        slots, row = slots[ok], row[ok]
+            # everything, carry no evidence and are the longest lists to scan. FAISS skips list -1.
+            most = max(STOP_MIN_POSTINGS, self.stop_factor * len(self) / N_WORDS)
+            words[self._counts[words] > most] = -1
+        words = np.ascontiguousarray(words)
+        codes, distances = codes_of(desc), np.zeros(words.shape, np.int32)  # named: swig_ptr keeps no reference
+        rows = len(desc)
+        found = faiss.RangeSearchResult(rows)
+        self._ivf.nprobe = words.shape[1]
+        self._ivf.range_search_preassigned_c(  # type: ignore[attr-defined]  # radius exclusive: <= code_max_bits
+            rows, faiss.swig_ptr(codes), self.code_max_bits + 1, faiss.swig_ptr(words), faiss.swig_ptr(distances),
+            found,
+        )
+        lims = faiss.rev_swig_ptr(found.lims, rows + 1).astype(np.int64)
+        labels = faiss.rev_swig_ptr(found.labels, int(lims[-1])).copy() if lims[-1] else np.zeros(0, np.int64)
+        row = np.repeat(np.arange(rows, dtype=np.int64), np.diff(lims))
+        slots = labels >> 8
         ok = alive[slots]
-        slots, row = slots[ok].astype(np.int64), row[ok]
+        slots, row, item_geo = slots[ok], row[ok], (labels[ok] & 255).astype(np.uint8)
         if len(slots) == 0:
             return slots, slots
         # Distinct (slot, hand, query keypoint) hits, then votes per (slot, hand), then the better hand.
@@ -145,5 +212,36 @@ class WordStage:
         cv = np.maximum.reduceat(votes, first)
         keep = cv >= self.min_votes
         cand, cv = cand[keep], cv[keep].astype(np.int64)
-        order = np.lexsort((cand, -cv))[:limit]
+        if len(cand) == 0:
+            return cand, cv
+        consistent = self._consistent(cand, slots, hand, keypoint, item_geo, geo[row], n)
+        order = np.lexsort((cand, -cv, -consistent))[:limit]
         return cand[order], cv[order]
+
+    @staticmethod
+    def _consistent(
+        cand: np.ndarray, slots: np.ndarray, hand: np.ndarray, keypoint: np.ndarray, item_geo: np.ndarray,
+        query_geo: np.ndarray, n: int,
+    ) -> np.ndarray:
+        """Per candidate, the distinct query keypoints in its best orientation and octave windows (the
+        smaller of the two), on its better hand."""
+        at = np.searchsorted(cand, slots)
+        mine = cand[np.minimum(at, len(cand) - 1)] == slots
+        ch = (at * 2 + hand)[mine]  # candidate-hand index
+        kp, ig, qg = keypoint[mine], item_geo[mine].astype(np.int64), query_geo[mine].astype(np.int64)
+        angle = (ig & 15) - (qg & 15)
+        octave = (ig >> 4) - (qg >> 4) + OCTAVES - 1
+        scores = []
+        for diff, bins, window in (
+            (angle % ANGLE_BINS, ANGLE_BINS, ANGLE_WINDOW), (octave, 2 * OCTAVES - 1, OCTAVE_WINDOW)
+        ):
+            cells, _ = sorted_unique((ch * bins + diff) * n + kp)
+            hist = np.bincount(cells // n, minlength=len(cand) * 2 * bins).reshape(len(cand) * 2, bins)
+            windowed = hist.copy()
+            for i in range(1, window):
+                if bins == ANGLE_BINS:  # orientation wraps around
+                    windowed += np.roll(hist, -i, axis=1)
+                else:
+                    windowed[:, :-i] += hist[:, i:]
+            scores.append(windowed.max(axis=1))
+        return np.minimum(*scores).reshape(len(cand), 2).max(axis=1)
