@@ -307,8 +307,8 @@ class IndexSettings:
     #: a query descriptor looks in, and how many items it proposes a tier (``ImageIndex.candidate_tiers``):
     #: the first tier is always compared, each later one only while the one before it held a match, up to
     #: ``image_local_candidates_max`` in all (a cluster of copies of the query's picture is compared whole).
-    image_local_keypoints: int = 128
-    image_code_max_bits: int = 16
+    image_local_keypoints: int = 256
+    image_code_max_bits: int = 10
     image_local_min_votes: int = 3
     image_query_cells_per_half: int = 2
     image_local_candidates: int = 8

@@ -110,8 +110,9 @@ def test_brute_force_matches_are_candidates(library: dict[str, tuple[Path, Image
     through the global hash is a candidate (the exact stage). Items matched only by local features (crops,
     mirrored crops, screenshots) come from the approximate stage: on these generated photos, which look
     much alike (smooth noise and filled shapes), it proposed 61% of them with fingerprints v3 and v4 and 52% with
-    v5, whose mirror-closed descriptors give true copies more votes but these look-alike photos too (real
-    photos: bench/catalog/image/REPORT.md); the floor below catches a regression."""
+    v5, whose mirror-closed descriptors give true copies more votes but these look-alike photos too; 90%
+    (190 of 210) since it indexes all 256 keypoints, checks codes at 10 bits and ranks by geometric
+    consistency (real photos: bench/catalog/image/REPORT.md); the floor below catches a regression."""
     names = sorted(library)
     keys = {name: k for k, name in enumerate(names)}
     index = ImageIndex(FAST)
@@ -129,7 +130,7 @@ def test_brute_force_matches_are_candidates(library: dict[str, tuple[Path, Image
                 by_hash = match.details["hamming_bits"] <= SETTINGS.index.image_hash_radius_bits
                 (global_found if by_hash else local_found).append(keys[name] in found)
     assert len(global_found) >= 100 and all(global_found)
-    assert len(local_found) >= 100 and sum(local_found) / len(local_found) >= 0.50
+    assert len(local_found) >= 100 and sum(local_found) / len(local_found) >= 0.80
     # Unrelated photos are not proposed by the hash stage.
     other = library["other0"][1]
     assert [names[k] for k, _ in index.hash_neighbours(other)] == ["other0"]

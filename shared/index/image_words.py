@@ -1,7 +1,7 @@
 """The approximate stage of the image index: visual-word votes that find crops, canvases and mirrors.
 
 Role: propose the few items whose ORB keypoints (``shared/kinds/image/features.py``) the query shares,
-for the local stage of the compare to verify. Pure numpy plus FAISS binary search.
+for the local stage of the compare to verify. Numpy plus FAISS (the quantiser and the inverted file).
 
 Design, and why:
 
@@ -11,14 +11,18 @@ Design, and why:
   v5 both halves are the leading 64 bits of an ORB descriptor (of the image, then of its mirror:
   ``features.py``), so both are quantised with the codebook trained on those bits (``CENTROIDS[0]``; the
   second codebook is unused). Assignment is one FAISS ``IndexBinaryFlat`` search over 512 codes; a large
-  vocabulary keeps each posting list short (about 500 postings per word at 10^6 items x 128 keypoints). A query
+  vocabulary keeps each posting list short (about 1,000 postings per word at 10^6 items x 256 keypoints). A query
   descriptor looks in its ``query_cells_per_half`` nearest cells per half (2: 4 words). The cells are
   small for ORB's noise: of the compare's ratio-test matches on real crops and screenshots, 21% share the
   item's word with 1 cell per half, 34% with 2, 43% with 3, 50% with 4 (5,279 matches, 60 pairs).
 * **Hamming embedding** (Jegou, Douze & Schmid, ECCV 2008). A word is coarse: two descriptors in one
   cell can still be 50 bits apart. Each posting keeps 64 bits of its descriptor (bytes 0-3 and 8-11), and
-  a query descriptor counts only postings within ``code_max_bits`` (16) of its own 64 bits: the compare's
-  matches are at most 36 of 128 bits apart (about 18 of 64), unrelated descriptors about 32 of 64.
+  a query descriptor counts only postings within ``code_max_bits`` (10) of its own 64 bits: the compare's
+  matches are at most 36 of 128 bits apart (about 18 of 64), unrelated descriptors about 32 of 64. 16 bits
+  was the first choice; with the catalog benchmark's seed-1 variants as queries (the tuning side) 10 bits
+  ranked the original first, ahead of every item that is not a copy of it, for 82 of 100 50% crops (16
+  bits: 76), 200 of 287 combinations (191) and 36 of 100 screenshots (33), and scans 2x faster: chance
+  hits fall faster than true ones.
 * **Votes.** An item's score is the number of distinct query keypoints that hit it, counted for the
   query's plain descriptors and, separately, its mirror descriptors (a mirrored copy hits through those),
   taking the larger. Items with at least ``min_votes`` are proposed, most votes first.
@@ -35,8 +39,13 @@ Design, and why:
   *differences* are constant over a true copy (one rotation, one scale), scattered by chance. Items are
   ranked by the smaller of their best orientation window (2 bins) and best octave window (3 levels),
   counting distinct query keypoints, then by votes; which items are candidates (``min_votes``) is unchanged.
-* **What is indexed**: ``keypoints`` of each item's up to 256 (every other one in stored order, which is by
-  pyramid octave, so all octaves keep their share): 12 bytes per posting.
+* **What is indexed**: ``keypoints`` of each item's up to 256 (256: all; fewer take every k-th in stored
+  order, which is by pyramid octave, so all octaves keep their share). 128 was the first choice; all 256
+  double a crop's votes (on the tuning side, originals ranked first for 76 of 100 50% crops against 64,
+  and 191 of 287 combinations against 166). The inverted file is a FAISS ``IndexBinaryIVF`` whose lists are
+  the words (assigned here, so its own quantiser is unused), searched with ``range_search_preassigned``
+  (C++; the numpy runs it replaced spent most of a query's time gathering postings): 16 bytes per posting,
+  an 8-byte code and an 8-byte label (slot << 8 | orientation bin | octave << 4).
 
 This stage is **approximate**: a copy whose shared keypoints land in different words, or fail the code
 check, is missed. Its recall per transform family is measured in ``bench/catalog/image/REPORT.md``.
@@ -47,7 +56,6 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from shared.index.image_postings import sorted_unique
 from shared.index.image_vocab import CELLS, CENTROIDS
 from shared.kinds.image.features import ANGLE_STEPS, Features
 
@@ -196,47 +204,43 @@ class WordStage:
         lims = faiss.rev_swig_ptr(found.lims, rows + 1).astype(np.int64)
         labels = faiss.rev_swig_ptr(found.labels, int(lims[-1])).copy() if lims[-1] else np.zeros(0, np.int64)
         row = np.repeat(np.arange(rows, dtype=np.int64), np.diff(lims))
-        slots = labels >> 8
-        ok = alive[slots]
-        slots, row, item_geo = slots[ok], row[ok], (labels[ok] & 255).astype(np.uint8)
-        if len(slots) == 0:
-            return slots, slots
-        # Distinct (slot, hand, query keypoint) hits, then votes per (slot, hand), then the better hand.
-        hand = row >= n
-        keypoint = np.where(hand, row - n, row)
-        hits, _ = sorted_unique((slots * 2 + hand) * n + keypoint)
-        per_hand, votes = sorted_unique(hits // n)
-        slot_of = per_hand // 2  # sorted, since per_hand is
-        cand, per_slot = sorted_unique(slot_of)
-        first = np.cumsum(per_slot) - per_slot
-        cv = np.maximum.reduceat(votes, first)
-        keep = cv >= self.min_votes
-        cand, cv = cand[keep], cv[keep].astype(np.int64)
-        if len(cand) == 0:
-            return cand, cv
-        consistent = self._consistent(cand, slots, hand, keypoint, item_geo, geo[row], n)
-        order = np.lexsort((cand, -cv, -consistent))[:limit]
-        return cand[order], cv[order]
+        ok = alive[labels >> 8]
+        return self._rank(labels[ok], row[ok], geo, n, limit)
 
-    @staticmethod
-    def _consistent(
-        cand: np.ndarray, slots: np.ndarray, hand: np.ndarray, keypoint: np.ndarray, item_geo: np.ndarray,
-        query_geo: np.ndarray, n: int,
-    ) -> np.ndarray:
-        """Per candidate, the distinct query keypoints in its best orientation and octave windows (the
-        smaller of the two), on its better hand."""
-        at = np.searchsorted(cand, slots)
-        mine = cand[np.minimum(at, len(cand) - 1)] == slots
-        ch = (at * 2 + hand)[mine]  # candidate-hand index
-        kp, ig, qg = keypoint[mine], item_geo[mine].astype(np.int64), query_geo[mine].astype(np.int64)
-        angle = (ig & 15) - (qg & 15)
-        octave = (ig >> 4) - (qg >> 4) + OCTAVES - 1
+    def _rank(
+        self, labels: np.ndarray, row: np.ndarray, query_geo: np.ndarray, n: int, limit: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Votes (distinct query keypoints per slot, on its better hand), the ``min_votes`` cut, then the
+        weak-geometric-consistency order; one sort of the hits by (slot, hand, keypoint, item geometry)."""
+        if len(labels) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        hand = (row >= n).astype(np.int64)
+        key = np.sort(((((labels >> 8) * 2 + hand) * n + row - n * hand) << 8) | (labels & 255))
+        key = key[_starts(key)]  # distinct (slot, hand, keypoint, item geometry)
+        hit = key >> 8  # slot-hand * n + keypoint
+        sh = hit // n
+        sh_start = _starts(sh)
+        sh_id = np.cumsum(sh_start) - 1  # each hit's slot-hand
+        votes = np.add.reduceat(_starts(hit), np.flatnonzero(sh_start))  # distinct keypoints
+        slot_of = sh[sh_start] >> 1
+        slot_start = _starts(slot_of)
+        slot_id = np.cumsum(slot_start) - 1  # each slot-hand's slot
+        cand = slot_of[slot_start]
+        cv = np.maximum.reduceat(votes, np.flatnonzero(slot_start)).astype(np.int64)
+        keep = cv >= self.min_votes
+        if not keep.any():
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        # Weak geometric consistency over the kept slots' hits: orientation and octave differences.
+        mine = keep[slot_id[sh_id]]
+        kept_hand = (np.cumsum(keep) - 1)[slot_id[sh_id[mine]]] * 2 + (sh[mine] & 1)
+        kp = hit[mine] % n
+        item = key[mine] & 255
+        query = query_geo[(sh[mine] & 1) * n + kp].astype(np.int64)
+        angle = ((item & 15) - (query & 15)) % ANGLE_BINS
+        octave = (item >> 4) - (query >> 4) + OCTAVES - 1
         scores = []
-        for diff, bins, window in (
-            (angle % ANGLE_BINS, ANGLE_BINS, ANGLE_WINDOW), (octave, 2 * OCTAVES - 1, OCTAVE_WINDOW)
-        ):
-            cells, _ = sorted_unique((ch * bins + diff) * n + kp)
-            hist = np.bincount(cells // n, minlength=len(cand) * 2 * bins).reshape(len(cand) * 2, bins)
+        for diff, bins, window in ((angle, ANGLE_BINS, ANGLE_WINDOW), (octave, 2 * OCTAVES - 1, OCTAVE_WINDOW)):
+            hist = np.bincount(kept_hand * bins + diff, minlength=int(keep.sum()) * 2 * bins).reshape(-1, bins)
             windowed = hist.copy()
             for i in range(1, window):
                 if bins == ANGLE_BINS:  # orientation wraps around
@@ -244,4 +248,14 @@ class WordStage:
                 else:
                     windowed[:, :-i] += hist[:, i:]
             scores.append(windowed.max(axis=1))
-        return np.minimum(*scores).reshape(len(cand), 2).max(axis=1)
+        consistent = np.minimum(*scores).reshape(-1, 2).max(axis=1)
+        cand, cv = cand[keep], cv[keep]
+        order = np.lexsort((cand, -cv, -consistent))[:limit]
+        return cand[order], cv[order]
+
+
+def _starts(sorted_values: np.ndarray) -> np.ndarray:
+    """True where a run of equal values begins."""
+    out = np.ones(len(sorted_values), bool)
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=out[1:])
+    return out
