@@ -15,7 +15,8 @@ what the service runs). ``candidates`` counts the candidates compared.
 Brute force, same run: (1) the exact hash scan (``alignment_bits`` over all 10^6 items' codes) for
 ``--exact-queries`` queries: the index must return exactly the same items within the radius; (2) the full
 pairwise ``compare`` of ``--brute-queries`` queries against every real catalog item and
-``--brute-distractors`` distractors, timed per compare and extrapolated to 10^6 items.
+``--brute-distractors`` distractors, timed per compare and extrapolated to 10^6 items; its matches are
+checked against every candidate the index proposed (all tiers), and its top 10 against the search's.
 
     nice -n 10 .venv/bin/python -m bench.catalog.image.run --items 1000000
 """
@@ -235,26 +236,39 @@ def main() -> None:
     distractor_keys = (n_real + drng.choice(max(n_distractors, 1), min(args.brute_distractors, n_distractors),
                                             replace=False)).tolist() if n_distractors else []
     compare_s, compares, missed, brute_matches, found_matches = 0.0, 0, [], 0, 0
+    top_missed: list[dict[str, Any]] = []
+    top_identical = 0
+    threshold = settings.image.match_threshold
     for name, q, _truth, tag in brute_sample:
-        keys = set(index.candidates(q, limit=max(TOP_K * 20, settings.index.min_candidates)))
+        tiers = candidate_tiers(index, q, max(TOP_K * 20, settings.index.min_candidates))
+        keys = {k for tier in tiers for k in tier}
+        searched = verify_tiers(KIND, q, tiers, load, settings, TOP_K, threshold)
+        top_index = [h.item.pk for h in searched if h.match.similarity_score >= threshold]
+        brute: list[tuple[tuple[float, str], int, float]] = []
         for k in list(range(n_real)) + distractor_keys:
             fp = fingerprint_of(k)
             t_a = time.perf_counter()
             m = KIND.compare(q, fp, settings)
             compare_s += time.perf_counter() - t_a
             compares += 1
-            if m.similarity_score >= settings.image.match_threshold:
+            if m.similarity_score >= threshold:
                 brute_matches += 1
+                brute.append((rank_key(m.similarity_score, name_of(k)), k, m.similarity_score))
                 found_matches += k in keys
                 if k not in keys:
                     missed.append({"query": name, "tag": tag, "item": name_of(k), "score": round(m.similarity_score, 3),
                                    "method": m.details["method"]})
+        top_brute = sorted(brute)[:TOP_K]
+        top_identical += [k for _, k, _ in top_brute] == top_index
+        top_missed += [{"query": name, "item": name_of(k), "score": round(score, 3)}
+                       for _, k, score in top_brute if k not in top_index]
     per_compare_ms = 1000 * compare_s / max(compares, 1)
     res["brute_force_compare"] = {
         "queries": len(brute_sample), "items_per_query": n_real + len(distractor_keys), "compares": compares,
         "compare_ms_mean": round(per_compare_ms, 3),
         "extrapolated_query_s_at_catalog_size": round(per_compare_ms * (n_real + n_distractors) / 1000, 1),
         "matches": brute_matches, "matches_among_candidates": found_matches, "missed": missed[:40],
+        "top10_identical_queries": top_identical, "top10_missed": top_missed,
         "distractor_matches": sum(1 for m in missed if m["item"].startswith("distractor")),
     }
     print(json.dumps(res["brute_force_compare"]), flush=True)
