@@ -1,7 +1,8 @@
 """Compact inverted lists for the image index: ``key -> [(slot, payload), ...]`` in numpy arrays.
 
-Role: the storage under both image index stages (``image_hashes.py``: hash substrings; ``image_words.py``:
-visual words). Pure numpy; imports nothing from Flask or Celery.
+Role: the storage under the image index's exact stage (``image_hashes.py``: hash substrings; the word stage
+keeps its lists in FAISS since 2026-11-26, ``image_words.py``). Pure numpy; imports nothing from Flask or
+Celery.
 
 Why not Python containers: a million items put 1-2 x 10^8 postings in these lists; as Python objects
 they would take tens of GB, as numpy arrays 4 bytes per slot plus the payload.

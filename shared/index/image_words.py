@@ -25,7 +25,7 @@ Design, and why:
   hits fall faster than true ones.
 * **Votes.** An item's score is the number of distinct query keypoints that hit it, counted for the
   query's plain descriptors and, separately, its mirror descriptors (a mirrored copy hits through those),
-  taking the larger. Items with at least ``min_votes`` are proposed, most votes first.
+  taking the larger. Items with at least ``min_votes`` are proposed, in the order below.
 * **Stop words** (Sivic & Zisserman, "Video Google", ICCV 2003). A query skips words holding more than
   ``stop_factor`` (20) times the mean postings per word, and at least ``STOP_MIN_POSTINGS``. At 20,000
   items the busiest word held 15,290 postings against a mean of 10, and chessboard photos spent ~200 ms a
@@ -107,8 +107,9 @@ def geometry_of(features: Features, mirror: bool = False) -> np.ndarray:
     return (angle * ANGLE_BINS // ANGLE_STEPS | octave << 4).astype(np.uint8)
 
 
-
 class WordStage:
+    """The word stage's inverted file and its query (the module docstring); the caller owns slot liveness."""
+
     def __init__(
         self, keypoints: int, code_max_bits: int, min_votes: int, query_cells_per_half: int, stop_factor: float = 0.0
     ) -> None:
