@@ -56,6 +56,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from shared.index.image_postings import run_starts
 from shared.index.image_vocab import CELLS, CENTROIDS
 from shared.kinds.image.features import ANGLE_STEPS, Features
 
@@ -142,7 +143,8 @@ class WordStage:
     def add_many(self, slots: np.ndarray, features: list[Features]) -> None:
         """Index the items' keypoints (one quantiser call for many items)."""
         picked = [self.indexed(len(f.points)) for f in features]
-        counts = np.array([len(range(len(f.points))[p]) for f, p in zip(features, picked, strict=True)], np.int64)
+        descriptors = [f.descriptors()[p] for f, p in zip(features, picked, strict=True)]
+        counts = np.array([len(d) for d in descriptors], np.int64)
         if len(slots) and slots.max() >= len(self._per_slot):
             grown = np.zeros(max(2 * len(self._per_slot), int(slots.max()) + 1), np.int32)
             grown[: len(self._per_slot)] = self._per_slot
@@ -150,7 +152,7 @@ class WordStage:
         self._per_slot[slots] = counts
         if counts.sum() == 0:
             return
-        d = np.concatenate([f.descriptors()[p] for f, p in zip(features, picked, strict=True)])
+        d = np.concatenate(descriptors)
         geo = np.concatenate([geometry_of(f)[p] for f, p in zip(features, picked, strict=True)])
         words = np.ascontiguousarray(words_of(d)[:, 0])
         labels = np.ascontiguousarray(np.repeat(slots.astype(np.int64), counts) << 8 | geo)
@@ -217,14 +219,14 @@ class WordStage:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         hand = (row >= n).astype(np.int64)
         key = np.sort(((((labels >> 8) * 2 + hand) * n + row - n * hand) << 8) | (labels & 255))
-        key = key[_starts(key)]  # distinct (slot, hand, keypoint, item geometry)
+        key = key[run_starts(key)]  # distinct (slot, hand, keypoint, item geometry)
         hit = key >> 8  # slot-hand * n + keypoint
         sh = hit // n
-        sh_start = _starts(sh)
+        sh_start = run_starts(sh)
         sh_id = np.cumsum(sh_start) - 1  # each hit's slot-hand
-        votes = np.add.reduceat(_starts(hit), np.flatnonzero(sh_start))  # distinct keypoints
+        votes = np.add.reduceat(run_starts(hit), np.flatnonzero(sh_start))  # distinct keypoints
         slot_of = sh[sh_start] >> 1
-        slot_start = _starts(slot_of)
+        slot_start = run_starts(slot_of)
         slot_id = np.cumsum(slot_start) - 1  # each slot-hand's slot
         cand = slot_of[slot_start]
         cv = np.maximum.reduceat(votes, np.flatnonzero(slot_start)).astype(np.int64)
@@ -253,10 +255,3 @@ class WordStage:
         cand, cv = cand[keep], cv[keep]
         order = np.lexsort((cand, -cv, -consistent))[:limit]
         return cand[order], cv[order]
-
-
-def _starts(sorted_values: np.ndarray) -> np.ndarray:
-    """True where a run of equal values begins."""
-    out = np.ones(len(sorted_values), bool)
-    np.not_equal(sorted_values[1:], sorted_values[:-1], out=out[1:])
-    return out
