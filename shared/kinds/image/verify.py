@@ -82,23 +82,31 @@ class LocalEvidence:
         return float(math.degrees(math.atan2(self.matrix[1, 0], self.matrix[0, 0])))
 
 
+def _neighbours(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per source descriptor, its two nearest target descriptors: (distances, indices), each (len(a), 2);
+    None when either side has fewer than 2. FAISS, as numpy arrays (OpenCV's knnMatch builds a Python
+    object per match, 2.5x slower here); ties keep the lower index, as OpenCV's does."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    index = faiss.IndexBinaryFlat(8 * a.shape[1])
+    index.add(np.ascontiguousarray(b))
+    return index.search(np.ascontiguousarray(a), 2)
+
+
 def _matches(
-    a: np.ndarray, b: np.ndarray, settings: ImageSettings, ambiguous: bool = False
+    knn: tuple[np.ndarray, np.ndarray] | None, settings: ImageSettings, ambiguous: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (source, target) passing the distance cap and ratio test, one per target keypoint.
+    """Index pairs (source, target) passing the distance cap and ratio test, one per target keypoint,
+    from the two nearest neighbours (``_neighbours``).
 
     ``ambiguous``: a source keypoint failing the ratio test contributes both its nearest and its second
     nearest target (each within the distance cap): on a chessboard or a brick wall the true partner is
     often the second one, and RANSAC, not the ratio test, then picks the consistent one.
     """
-    if len(a) < 2 or len(b) < 2:
+    if knn is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # Two nearest targets per source keypoint, as numpy arrays (FAISS; OpenCV's knnMatch builds a Python
-    # object per match, 2.5x slower here). Ties keep the lower index, as OpenCV's does.
-    index = faiss.IndexBinaryFlat(8 * a.shape[1])
-    index.add(np.ascontiguousarray(b))
-    dist, near = index.search(np.ascontiguousarray(a), 2)
-    source = np.repeat(np.arange(len(a), dtype=np.int64)[:, None], 2, axis=1)
+    dist, near = knn
+    source = np.repeat(np.arange(len(dist), dtype=np.int64)[:, None], 2, axis=1)
     if ambiguous:
         ok = dist <= settings.max_descriptor_bits
         if not ok.any():
@@ -209,9 +217,10 @@ def _scale_bounded_ransac(
 
 
 def _fit(
-    a: Features, b: Features, mirror: bool, settings: ImageSettings, ambiguous: bool = False
+    a: Features, b: Features, mirror: bool, knn: tuple[np.ndarray, np.ndarray] | None, settings: ImageSettings,
+    ambiguous: bool = False,
 ) -> LocalEvidence | None:
-    src_idx, dst_idx = _matches(a.descriptors(), b.descriptors(mirror), settings, ambiguous)
+    src_idx, dst_idx = _matches(knn, settings, ambiguous)
     if len(src_idx) < max(settings.local_min_inliers, 3):
         return None
     a_xy = a.xy
@@ -270,14 +279,15 @@ def _fit(
 def verify(a: Features, b: Features, settings: ImageSettings) -> LocalEvidence | None:
     """The best verified similarity between source ``a`` and target ``b`` (either hand), or ``None``."""
     best: LocalEvidence | None = None
+    knn = {mirror: _neighbours(a.descriptors(), b.descriptors(mirror)) for mirror in (False, True)}
     for mirror in (False, True):
-        found = _fit(a, b, mirror, settings)
+        found = _fit(a, b, mirror, knn[mirror], settings)
         if found is not None and (best is None or found.inliers > best.inliers):
             best = found
     if best is None and settings.ambiguous_matching:
         # Second pass for repeated patterns (see ``_matches``); ``scoring.py`` requires block confirmation.
         for mirror in (False, True):
-            found = _fit(a, b, mirror, settings, ambiguous=True)
+            found = _fit(a, b, mirror, knn[mirror], settings, ambiguous=True)
             if found is not None and (best is None or found.inliers > best.inliers):
                 best = found
     return best
