@@ -305,7 +305,7 @@ class IndexSettings:
     #: Local-feature stage: keypoints indexed per item (of up to 256), the bits of the 64-bit posting code
     #: a query descriptor may differ in, the votes an item needs, the vocabulary cells per descriptor half
     #: a query descriptor looks in, and how many items it proposes a tier (``ImageIndex.candidate_tiers``):
-    #: the first tier is always compared, each later one only while the one before it held a match, up to
+    #: the first tier is always compared, each later one only while a recent one held a match, up to
     #: ``image_local_candidates_max`` in all (a cluster of copies of the query's picture is compared whole).
     image_local_keypoints: int = 256
     image_code_max_bits: int = 10
@@ -313,6 +313,10 @@ class IndexSettings:
     image_query_cells_per_half: int = 2
     image_local_candidates: int = 8
     image_local_candidates_max: int = 64
+    #: Dry tiers (no match) tolerated after a tier that held one before the search stops: a copy ranked one
+    #: tier past its cluster (a crop among look-alikes) is still compared. A query matching nothing still
+    #: costs the first tier only.
+    tier_patience: int = 1
     #: Stop words: a visual word holding more than this many times the mean postings per word is skipped
     #: at query time (flat patches and grid corners; they vote for everything and their lists are the slowest
     #: to scan). 0 turns the stop list off.

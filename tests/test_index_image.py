@@ -156,7 +156,7 @@ def test_local_candidates_come_in_tiers(library: dict[str, tuple[Path, ImageFing
     assert sum(len(t) for t in index.candidate_tiers(q, limit=3)) - len(exact) <= 3
 
 
-def test_later_tiers_are_compared_only_while_the_one_before_matched(
+def test_later_tiers_are_compared_only_while_a_recent_one_matched(
     library: dict[str, tuple[Path, ImageFingerprint]],
 ) -> None:
     names = sorted(library)
@@ -166,15 +166,23 @@ def test_later_tiers_are_compared_only_while_the_one_before_matched(
         compared.extend(names[k] for k in keys)
         return [(ItemRecord(k, "c", names[k], "image", "", True, None, 0.0, 0.0), library[names[k]][1]) for k in keys]
 
-    def hits(tiers: list[list[str]], top_k: int = 10) -> list[str]:
+    def hits(tiers: list[list[str]], top_k: int = 10, patience: int = 1) -> list[str]:
         compared.clear()
+        settings = dataclasses.replace(SETTINGS, index=dataclasses.replace(SETTINGS.index, tier_patience=patience))
         found = verify_tiers(KIND, library["p0-jpeg"][1], [[names.index(n) for n in t] for t in tiers], load,
-                             SETTINGS, top_k, THRESHOLD)
+                             settings, top_k, THRESHOLD)
         return [h.item.external_id for h in found if h.match.similarity_score >= THRESHOLD]
 
-    # A tier without a match ends the search: the next one is never loaded nor compared.
-    assert hits([["other0", "p0-orig"], ["other1", "other2"], ["p0-mirror"]]) == ["p0-orig"]
+    # After a tier with a match, one dry tier is tolerated (the default patience), two end the search:
+    # the next tier is never loaded nor compared.
+    assert sorted(hits([["other0", "p0-orig"], ["other1"], ["p0-mirror"]])) == ["p0-mirror", "p0-orig"]
+    assert compared == ["other0", "p0-orig", "other1", "p0-mirror"]
+    assert hits([["other0", "p0-orig"], ["other1"], ["other2"], ["p0-mirror"]]) == ["p0-orig"]
     assert compared == ["other0", "p0-orig", "other1", "other2"]
+    # With no patience, the first dry tier ends it; a first tier without a match always does.
+    assert hits([["other0", "p0-orig"], ["other1", "other2"], ["p0-mirror"]], patience=0) == ["p0-orig"]
+    assert compared == ["other0", "p0-orig", "other1", "other2"]
+    assert hits([["other0"], ["p0-orig"]]) == [] and compared == ["other0"]
     # While tiers keep matching, all are compared, and the top K are ranked by score, not by tier.
     found = hits([["p0-half"], ["p0-mirror"], ["p0-orig"]], top_k=2)
     assert compared == ["p0-half", "p0-mirror", "p0-orig"] and len(found) == 2

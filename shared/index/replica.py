@@ -144,17 +144,22 @@ def verify_tiers(
     threshold: float,
 ) -> list[Hit]:
     """The kind's full ``compare`` of the candidates, a tier at a time: the first tier always, each later one
-    only while the tier before it held a match (at or above ``threshold``). An index ranks a cluster of
-    copies of one picture together, so this compares a whole cluster, then one tier past it, and the top K
-    are the cluster's best, not its first few; a query matching nothing costs the first tier only. Hits are
-    ordered by ``rank_key``, score > 0, top K."""
+    only while a tier held a match (at or above ``threshold``) and at most ``settings.index.tier_patience``
+    tiers since the last such one were dry. An index ranks a cluster of copies of one picture together, so
+    this compares a whole cluster, then a tier or two past it, and the top K are the cluster's best, not its
+    first few; a query matching nothing costs the first tier only. Hits are ordered by ``rank_key``, score >
+    0, top K."""
     hits: list[Hit] = []
-    last: list[Hit] = []
+    dry: int | None = None  # tiers without a match since the last one with a match (None: none yet)
     for i, keys in enumerate(tiers):
-        if i and not any(h.match.similarity_score >= threshold for h in last):
+        if i and (dry is None or dry > settings.index.tier_patience):
             break
         last = [Hit(item, kind.compare(query, fp, settings)) for item, fp in load(keys)]
         hits += last
+        if any(h.match.similarity_score >= threshold for h in last):
+            dry = 0
+        elif dry is not None:
+            dry += 1
     hits = [h for h in hits if h.match.similarity_score > 0]
     hits.sort(key=lambda h: rank_key(h.match.similarity_score, h.item.external_id))
     return hits[:top_k]

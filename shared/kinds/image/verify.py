@@ -36,6 +36,7 @@ Steps (Lowe's ratio test, IJCV 2004; RANSAC, Fischler & Bolles 1981; ``cv2.estim
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -146,6 +147,19 @@ def _angle_gap_deg(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
     return np.abs((a - b + 180.0) % 360.0 - 180.0)
 
 
+@functools.lru_cache(maxsize=1024)
+def _draws(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ambiguous pass's random match pairs among ``n`` matches: seeded, so the same pair of images always
+    gets the same score, and cached per ``n`` (at most 2 x 256 matches: 8 MB at most, as int16), since
+    seeding a generator cost as much as a tenth of the pass."""
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, n, _AMBIGUOUS_DRAWS), rng.integers(0, n, _AMBIGUOUS_DRAWS)
+    small = np.int16 if n <= np.iinfo(np.int16).max else np.int64
+    i, j = i.astype(small), j.astype(small)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
+
+
 def _scale_bounded_ransac(
     p_src: np.ndarray,
     p_dst: np.ndarray,
@@ -167,8 +181,7 @@ def _scale_bounded_ransac(
     hypothesis is refitted and its inliers made one-to-one.
     """
     n = len(p_src)
-    rng = np.random.default_rng(0)  # deterministic: the same pair always gets the same score
-    i, j = rng.integers(0, n, _AMBIGUOUS_DRAWS), rng.integers(0, n, _AMBIGUOUS_DRAWS)
+    i, j = _draws(n)
     keep = (i != j) & (src_idx[i] != src_idx[j]) & (dst_idx[i] != dst_idx[j])
     i, j = i[keep], j[keep]
     # Similarity as complex numbers: dst = z * src + t.
