@@ -207,7 +207,11 @@ class WordStage:
         lims = faiss.rev_swig_ptr(found.lims, rows + 1).astype(np.int64)
         labels = faiss.rev_swig_ptr(found.labels, int(lims[-1])).copy() if lims[-1] else np.zeros(0, np.int64)
         row = np.repeat(np.arange(rows, dtype=np.int64), np.diff(lims))
-        ok = alive[labels >> 8]
+        slots = labels >> 8
+        ok = alive[slots]
+        # An item's votes never exceed its hits: items with fewer than ``min_votes`` hits (most chance hits
+        # in a large catalog) are dropped before the ranking's sort (the same result, a smaller sort).
+        ok &= np.bincount(slots, minlength=0)[slots] >= self.min_votes
         return self._rank(labels[ok], row[ok], geo, n, limit)
 
     def _rank(
