@@ -1,0 +1,116 @@
+"""The tuning side of the image catalog benchmark: choose index settings here, never on ``run.py``'s queries.
+
+Mirror image of ``run.py``: the catalog holds the 145 originals, the **seed-0** variants and synthetic
+distractors (derived from those) up to ``--items``; the queries are the **seed-1** variants, whose
+originals are in the catalog. ``run.py`` (seed-1 variants in the catalog, seed-0 queries) stays the
+evaluation side. Per family: Recall@10 of the pairwise matcher's matches (or ten better-scoring matches,
+as ``run.py`` counts it), whether the original was among the proposed candidates at all, and the
+search's latency and compares. ``MEDIAMATCH_INDEX_IMAGE_*`` variables try other index settings.
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.catalog.image.tuning --items 20000 --out /tmp/tuning.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import faiss  # noqa: E402
+
+from bench.catalog.image.distractors import Distractors  # noqa: E402
+from bench.catalog.image.real import load as load_real  # noqa: E402
+from bench.catalog.image.run import SEED_CATALOG, TOP_K, pct, record  # noqa: E402
+from bench.image import dataset, transforms  # noqa: E402
+from shared.index.image import ImageIndex  # noqa: E402
+from shared.index.replica import candidate_tiers, rank_key, verify_tiers  # noqa: E402
+from shared.kinds.image import KIND, ImageFingerprint  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+from shared.store import ItemRecord  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    faiss.omp_set_num_threads(1)
+    settings = Settings.from_env()
+    threshold = settings.image.match_threshold
+    real = {k: ImageFingerprint.from_bytes(v) for k, v in load_real().items()}
+    names = sorted(k for k in real if k.startswith("orig/") or k.startswith("seed0/"))
+    key_of = {n: i for i, n in enumerate(names)}
+    distractors = Distractors([real[n] for n in names], SEED_CATALOG)
+
+    def fingerprint_of(key: int) -> ImageFingerprint:
+        return real[names[key]] if key < len(names) else distractors.make(key - len(names))
+
+    def name_of(key: int) -> str:
+        return names[key] if key < len(names) else f"distractor-{key - len(names)}"
+
+    index = ImageIndex(settings)
+    index.add_many([(key_of[n], real[n]) for n in names])
+    for start in range(0, args.items - len(names), 20_000):
+        index.add_many([(len(names) + i, distractors.make(i))
+                        for i in range(start, min(start + 20_000, args.items - len(names)))])
+    index.compact_now()
+
+    compared: list[int] = []
+
+    def load(keys: list[int]) -> list[tuple[ItemRecord, ImageFingerprint]]:
+        compared.extend(keys)
+        return [(record(k, name_of(k)), fingerprint_of(k)) for k in keys]
+
+    families: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    latency_ms: dict[str, list[float]] = {"index": [], "verify": []}
+    compares: list[int] = []
+    missed: list[dict[str, Any]] = []
+    for p in (p for p in dataset.build(1) if p.label == 1):
+        query, truth = real[p.target], key_of[p.source]
+        t0 = time.perf_counter()
+        tiers = candidate_tiers(index, query, max(TOP_K * 20, settings.index.min_candidates))
+        t1 = time.perf_counter()
+        compared.clear()
+        hits = verify_tiers(KIND, query, tiers, load, settings, TOP_K, threshold)
+        t2 = time.perf_counter()
+        latency_ms["index"].append(1000 * (t1 - t0))
+        latency_ms["verify"].append(1000 * (t2 - t1))
+        compares.append(len(compared))
+        pairwise = KIND.compare(query, real[p.source], settings).similarity_score
+        matched = [h.item.pk for h in hits if h.match.similarity_score >= threshold]
+        mine = rank_key(pairwise, p.source)
+        crowded = len(matched) == TOP_K and all(rank_key(h.match.similarity_score, h.item.external_id) < mine
+                                                for h in hits)
+        proposed = truth in {k for tier in tiers for k in tier}
+        family = families[transforms.family(p.tag)]
+        family["queries"] += 1
+        if pairwise >= threshold:
+            family["pairwise"] += 1
+            family["found"] += truth in matched or crowded
+            family["proposed"] += proposed
+            if not (truth in matched or crowded):
+                missed.append({"query": p.target, "proposed": proposed, "compared": len(compared)})
+    found = sum(f["found"] for f in families.values())
+    pairwise_n = sum(f["pairwise"] for f in families.values())
+    result = {
+        "items": len(index), "settings": dataclasses.asdict(settings.index), "loadavg": os.getloadavg(),
+        "latency_ms": {k: {"p50": round(pct(v, 50), 2), "p99": round(pct(v, 99), 2)} for k, v in latency_ms.items()},
+        "compares": {"p50": pct(compares, 50), "p99": pct(compares, 99)},
+        "found_of_pairwise": {"found": found, "pairwise": pairwise_n, "fraction": round(found / max(pairwise_n, 1), 4)},
+        "per_family": {k: dict(v) for k, v in sorted(families.items())}, "missed": missed,
+    }
+    args.out.write_text(json.dumps(result, indent=1))
+    for k, v in sorted(families.items()):
+        print(f"{k:15s} {v['found']:4d} of {v['pairwise']:4d} pairwise matches ({v['found'] / max(v['pairwise'], 1):.3f})")
+    print(json.dumps({k: result[k] for k in ("latency_ms", "compares", "found_of_pairwise")}))
+
+
+if __name__ == "__main__":
+    main()
