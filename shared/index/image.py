@@ -26,10 +26,10 @@ Two stages, because the image compare has two kinds of evidence (``shared/kinds/
 **Tiers** (``candidate_tiers``): the hash stage's items and the local stage's first
 ``image_local_candidates`` (8) are compared in full; the local stage's next ones follow 8 at a time, up
 to ``image_local_candidates_max`` (64), each tier compared only while a tier held a match and at most
-``tier_patience`` (1) tiers since the last one with a match were dry (``replica.verify_tiers``). A catalog holding many copies of the query's picture has the whole cluster
-compared and the top K are its best-scoring copies, not the 8 with most votes; a query matching nothing
-costs one tier. (With a fixed cap of 8, the benchmark's 30 copies a photo filled the slots: 82% of pairwise
-recall at 200k.)
+``tier_patience`` (1) tiers since the last one with a match were dry (``replica.verify_tiers``). A catalog
+holding many copies of the query's picture has the whole cluster compared and the top K are its
+best-scoring copies, not the 8 with most votes; a query matching nothing costs one tier. (With a fixed
+cap of 8, the benchmark's 30 copies a photo filled the slots: 82% of pairwise recall at 200k.)
 
 Small catalogs (at most ``image_exhaustive_below`` live items) propose every item, ranked by the same
 rule: search there is exactly pairwise matching, at a few compares' cost.
@@ -129,8 +129,9 @@ class ImageIndex:
         """Items within the hash radius (all of them, nearest first) and the local stage's first
         ``image_local_candidates`` (most votes first) as the first tier; then its next ones, up to
         ``image_local_candidates_max`` in all (and ``limit``), ``image_local_candidates`` a tier. The replica
-        compares a later tier only while a recent one held a match (``tier_patience``): a catalog holding many copies of
-        the query's picture has them all compared, ranked by score, rather than the 8 with most votes."""
+        compares a later tier only while a recent one held a match (``tier_patience``): a catalog holding many
+        copies of the query's picture has them all compared, ranked by score, rather than the 8 with most
+        votes."""
         q = _image(query)
         qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
         insets = self._inset_codes(q)

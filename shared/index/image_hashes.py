@@ -129,7 +129,8 @@ def _hammings(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.ascontiguousarray(a, np.uint8), np.ascontiguousarray(b, np.uint8)
     out = np.empty((len(a), len(b)), np.int32)
     if out.size:
-        faiss.hammings(faiss.swig_ptr(a), faiss.swig_ptr(b), len(a), len(b), a.shape[1], faiss.swig_ptr(out))
+        faiss.hammings(  # type: ignore[attr-defined]  # (SWIG functions missing from faiss's stubs)
+            faiss.swig_ptr(a), faiss.swig_ptr(b), len(a), len(b), a.shape[1], faiss.swig_ptr(out))
     return out
 
 

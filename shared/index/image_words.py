@@ -211,7 +211,7 @@ class WordStage:
         ok = alive[slots]
         # An item's votes never exceed its hits: items with fewer than ``min_votes`` hits (most chance hits
         # in a large catalog) are dropped before the ranking's sort (the same result, a smaller sort).
-        ok &= np.bincount(slots, minlength=0)[slots] >= self.min_votes
+        ok &= np.bincount(slots)[slots] >= self.min_votes
         return self._rank(labels[ok], row[ok], geo, n, limit)
 
     def _rank(
