@@ -112,8 +112,10 @@ def _matches(
         ok = dist <= settings.max_descriptor_bits
         if not ok.any():
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        both = np.unique(np.stack([source[ok], near[ok]], axis=1), axis=0)
-        return both[:, 0], both[:, 1]
+        # Distinct (source, target) pairs in lexicographic order, as one int64 key (np.unique's axis=0 is slow).
+        span = int(near.max()) + 1
+        both = np.unique(source[ok] * span + near[ok])
+        return both // span, both % span
     ok = (dist[:, 0] <= settings.max_descriptor_bits) & (dist[:, 0] < settings.ratio_test * dist[:, 1])
     src, dst, d = source[ok, 0], near[ok, 0], dist[ok, 0]
     if len(src) == 0:
