@@ -53,6 +53,8 @@ _RANSAC_CONFIDENCE = 0.995
 #: among those whose scale and keypoint turns are consistent.
 _AMBIGUOUS_DRAWS = 4000
 _AMBIGUOUS_HYPOTHESES = 400
+#: Slack on squared reprojection distances computed by ``_squared_residuals`` (px^2; its rounding is ~1e-9).
+_SQUARED_SLACK_PX2 = 1e-6
 #: A match agrees with a rotation when its keypoints turned by it within this many degrees.
 _MAX_TURN_GAP_DEG = 30.0
 
@@ -162,6 +164,21 @@ def _draws(n: int) -> tuple[np.ndarray, np.ndarray]:
     return i, j
 
 
+def _squared_residuals(z: np.ndarray, t: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``|z_h * src_m + t_h - dst_m|^2`` for every hypothesis ``h`` and match ``m`` (complex points), as one
+    matrix product of per-hypothesis and per-match terms (the expanded square), instead of an elementwise
+    complex matrix. Its rounding error (~1e-9 px^2 for coordinates of a few thousand pixels) matters only
+    at the threshold itself, which quarter-pixel keypoints do hit exactly: callers compare with
+    ``_SQUARED_SLACK_PX2`` of slack, so such a match stays an inlier as with the exact distance."""
+    a, b, c, e = z.real, z.imag, t.real, t.imag
+    x, y, u, v = src.real, src.imag, dst.real, dst.imag
+    one_h, one_m = np.ones_like(a), np.ones_like(x)
+    per_h = np.stack([a * a + b * b, one_h, c * c + e * e, -2 * c, -2 * e, -2 * a, -2 * b,
+                      2 * (a * c + b * e), 2 * (a * e - b * c)], axis=1)
+    per_m = np.stack([x * x + y * y, u * u + v * v, one_m, u, v, x * u + y * v, x * v - y * u, x, y])
+    return per_h @ per_m
+
+
 def _scale_bounded_ransac(
     p_src: np.ndarray,
     p_dst: np.ndarray,
@@ -205,9 +222,8 @@ def _scale_bounded_ransac(
     if len(z) == 0:
         return None, None
     t = cd[i] - z * cs[i]
-    residual = np.abs(z[:, None] * cs[None, :] + t[:, None] - cd[None, :])
-    inlier = residual <= settings.ransac_reproj_px
-    inlier &= (turn[None, :] * unit.conj()[:, None]).real >= min_cos
+    inlier = _squared_residuals(z, t, cs, cd) <= settings.ransac_reproj_px**2 + _SQUARED_SLACK_PX2
+    inlier &= np.stack([unit.real, unit.imag], axis=1) @ np.stack([turn.real, turn.imag]) >= min_cos
     best = inlier[int(np.argmax(inlier.sum(axis=1)))]
     if best.sum() < 2:
         return None, None
