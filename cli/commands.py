@@ -139,6 +139,9 @@ def serve(args: argparse.Namespace) -> int:
     child = None
     if settings.embedded and not args.no_worker:
         child = subprocess.Popen(worker_command(settings), start_new_session=True)
+    # SIGTERM (docker stop, systemd, a supervisor) must run the cleanup below, or the embedded worker, in a
+    # session of its own, outlives the server; Python's default SIGTERM exits without unwinding.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
     finally:

@@ -122,6 +122,20 @@ def test_serve_embedded_runs_api_and_worker_without_services(files: dict[str, Pa
                 proc.wait(timeout=10)
             assert proc.stdout is not None
             proc.stdout.close()
+        # Stopping the server (SIGTERM) also stopped its embedded worker: no process of this data dir is left.
+        assert _processes_with_env(f"MEDIAMATCH_DATA_DIR={tmp_path}") == []
+
+
+def _processes_with_env(entry: str) -> list[int]:
+    """Pids of live processes whose environment holds ``entry`` (``NAME=value``)."""
+    found = []
+    for env_file in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if entry.encode() in env_file.read_bytes().split(b"\0"):
+                found.append(int(env_file.parent.name))
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return found
 
 
 def _read_key(proc: subprocess.Popen[str]) -> str:
