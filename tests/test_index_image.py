@@ -196,6 +196,53 @@ def test_later_tiers_are_compared_only_while_a_recent_one_matched(
     assert compared == ["p0-orig"]
 
 
+class _CountingKind:
+    """The image kind, counting full compares; with or without its ``score_bound``."""
+
+    name = "image"
+
+    def __init__(self, bounded: bool) -> None:
+        self.compares = 0
+        if bounded:
+            self.score_bound = KIND.score_bound
+
+    def compare(self, a: ImageFingerprint, b: ImageFingerprint, settings: Settings) -> object:
+        self.compares += 1
+        return KIND.compare(a, b, settings)
+
+
+def test_score_bound_is_an_upper_bound_and_skips_only_what_cannot_rank(
+    library: dict[str, tuple[Path, ImageFingerprint]],
+) -> None:
+    """``score_bound`` is never below the full compare's score (and equals it when the local stage is
+    skipped); with it, ``verify_tiers`` returns exactly the top K of comparing every candidate, with fewer
+    full compares when K strong hits are in hand early."""
+    names = sorted(library)
+    for query in ("p0-jpeg", "p1-crop_off_centre", "p2-screenshot", "other3"):
+        q = library[query][1]
+        for name in names:
+            score = KIND.compare(q, library[name][1], SETTINGS).similarity_score
+            assert KIND.score_bound(q, library[name][1], SETTINGS) >= score
+    q = library["p0-jpeg"][1]
+    assert KIND.score_bound(q, library["p0-orig"][1], SETTINGS) == KIND.compare(
+        q, library["p0-orig"][1], SETTINGS).similarity_score
+
+    def load(keys: list[int]) -> list[tuple[ItemRecord, ImageFingerprint]]:
+        return [(ItemRecord(k, "c", names[k], "image", "", True, None, 0.0, 0.0), library[names[k]][1]) for k in keys]
+
+    tiers = [list(range(i, min(i + 8, len(names)))) for i in range(0, len(names), 8)]
+    saved = 0
+    for query in ("p0-jpeg", "p3-mirror", "p4-crop_off_centre", "p5-screenshot", "other1"):
+        for top_k in (1, 3, 10):
+            plain, bounded = _CountingKind(False), _CountingKind(True)
+            expected = verify_tiers(plain, library[query][1], tiers, load, SETTINGS, top_k, THRESHOLD)  # type: ignore[arg-type]
+            found = verify_tiers(bounded, library[query][1], tiers, load, SETTINGS, top_k, THRESHOLD)  # type: ignore[arg-type]
+            assert [(h.item.external_id, h.match) for h in found] == [(h.item.external_id, h.match) for h in expected]
+            assert bounded.compares <= plain.compares
+            saved += plain.compares - bounded.compares
+    assert saved > 0
+
+
 # -- the exact stage, on constructed hashes ---------------------------------------------------------------
 def _fp(hashes: np.ndarray) -> ImageFingerprint:
     return ImageFingerprint(640, 480, (0, 0, 640, 480), 50, 200, tuple(bytes(h) for h in hashes))

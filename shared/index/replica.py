@@ -15,6 +15,7 @@ Other indexes (the brute-force reference) keep every item's fingerprint in memor
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import threading
 from collections.abc import Callable
@@ -148,19 +149,38 @@ def verify_tiers(
     tiers since the last such one were dry. An index ranks a cluster of copies of one picture together, so
     this compares a whole cluster, then a tier or two past it, and the top K are the cluster's best, not its
     first few; a query matching nothing costs the first tier only. Hits are ordered by ``rank_key``, score >
-    0, top K."""
+    0, top K.
+
+    **Bounds.** When the kind has a ``score_bound`` (the image kind: its global stage, microseconds against
+    the compare's milliseconds) and K hits are in hand, a candidate whose bound ranks below the K-th hit
+    cannot enter the top K and is not compared. Such a candidate counts as a possible match for the tier
+    rule when its bound reaches ``threshold``, so the search compares at least every candidate it would
+    without bounds: the top K are those of comparing them all, never worse."""
+    bound = getattr(kind, "score_bound", None)
+    top: list[tuple[float, str]] = []  # the best top_k rank keys so far
     hits: list[Hit] = []
     dry: int | None = None  # tiers without a match since the last one with a match (None: none yet)
     for i, keys in enumerate(tiers):
         if i and (dry is None or dry > settings.index.tier_patience):
             break
-        last = [Hit(item, kind.compare(query, fp, settings)) for item, fp in load(keys)]
-        hits += last
-        if any(h.match.similarity_score >= threshold for h in last):
+        matched = False
+        for item, fp in load(keys):
+            if bound is not None and len(top) >= top_k > 0:
+                ceiling = bound(query, fp, settings)
+                if rank_key(ceiling, item.external_id) > top[-1]:
+                    matched |= ceiling >= threshold
+                    continue
+            hit = Hit(item, kind.compare(query, fp, settings))
+            score = hit.match.similarity_score
+            matched |= score >= threshold
+            if score > 0:
+                hits.append(hit)
+                bisect.insort(top, rank_key(score, item.external_id))
+                del top[top_k:]
+        if matched:
             dry = 0
         elif dry is not None:
             dry += 1
-    hits = [h for h in hits if h.match.similarity_score > 0]
     hits.sort(key=lambda h: rank_key(h.match.similarity_score, h.item.external_id))
     return hits[:top_k]
 
