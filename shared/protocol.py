@@ -118,9 +118,10 @@ class MediaKind(Protocol):
     def fingerprint_from_bytes(self, data: bytes) -> Fingerprint:
         """Inverse of ``Fingerprint.to_bytes`` for this kind."""
 
-    # Optional: ``score_bound(a, b, settings) -> float``, a cheap upper bound of ``compare``'s
-    # similarity_score. Catalog search (``shared.index.replica.verify_tiers``) then skips the full compare
-    # of candidates whose bound cannot reach its current top K. The image kind has one.
+    # Optional: ``compare_or_bound(a, b, settings, floor) -> Match | float``: ``compare``, or an upper bound
+    # of its similarity_score when a cheap one is below ``floor``. Catalog search
+    # (``shared.index.replica.verify_tiers``) then skips the full compare of candidates that cannot reach
+    # its current top K. The image kind has one.
 
 
 # -- a shared versioned header for fingerprint bytes ----------------------------------------------------

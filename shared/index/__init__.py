@@ -12,7 +12,9 @@ Optional extensions, used when an index has them: ``add_many(items)`` adds a pag
 class attribute ``compact = True`` says the index keeps its own compact arrays, so the replica holds no
 fingerprints and loads the candidates' from the store at search time; ``candidate_tiers(query, limit)``
 returns the candidates as a list of tiers, of which the replica compares the first in full and each later
-one only while a recent tier held a match (``replica.verify_tiers``, ``tier_patience``).
+one only while a recent tier held a match (``replica.verify_tiers``, ``tier_patience``). A kind with a
+``compare_or_bound`` (``shared.protocol``) lets the replica skip the full compare of candidates that
+cannot reach its top K, with the same results.
 """
 
 from __future__ import annotations

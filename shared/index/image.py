@@ -29,7 +29,10 @@ to ``image_local_candidates_max`` (64), each tier compared only while a tier hel
 ``tier_patience`` (1) tiers since the last one with a match were dry (``replica.verify_tiers``). A catalog
 holding many copies of the query's picture has the whole cluster compared and the top K are its
 best-scoring copies, not the 8 with most votes; a query matching nothing costs one tier. (With a fixed
-cap of 8, the benchmark's 30 copies a photo filled the slots: 82% of pairwise recall at 200k.)
+cap of 8, the benchmark's 30 copies a photo filled the slots: 82% of pairwise recall at 200k.) Once K hits
+are in hand, a candidate whose score bound (``scoring.compare_or_bound``: the global stage, then the local
+stage's matches before RANSAC) is below the K-th hit's is not fully compared: the same top K, at a
+fraction of the compares when the top K are near-identical copies (the local evidence is capped at 0.90).
 
 Small catalogs (at most ``image_exhaustive_below`` live items) propose every item, ranked by the same
 rule: search there is exactly pairwise matching, at a few compares' cost.

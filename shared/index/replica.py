@@ -151,12 +151,13 @@ def verify_tiers(
     first few; a query matching nothing costs the first tier only. Hits are ordered by ``rank_key``, score >
     0, top K.
 
-    **Bounds.** When the kind has a ``score_bound`` (the image kind: its global stage, microseconds against
-    the compare's milliseconds) and K hits are in hand, a candidate whose bound ranks below the K-th hit
-    cannot enter the top K and is not compared. Such a candidate counts as a possible match for the tier
-    rule when its bound reaches ``threshold``, so the search compares at least every candidate it would
-    without bounds: the top K are those of comparing them all, never worse."""
-    bound = getattr(kind, "score_bound", None)
+    **Bounds.** When the kind has a ``compare_or_bound`` (the image kind: its global stage, then the local
+    stage's matches before any RANSAC) and K hits are in hand, a candidate whose bound is below the K-th
+    hit's score cannot enter the top K and is not fully compared. For the tier rule it counts as a match
+    when its bound reaches ``threshold`` (whether it is one is not worth a compare), so the search compares
+    at least the tiers it would without bounds, and its top K are at least as good (the image catalog
+    benchmark's Recall@10 is unchanged: ``bench/catalog/image/REPORT.md``)."""
+    bounded = getattr(kind, "compare_or_bound", None)
     top: list[tuple[float, str]] = []  # the best top_k rank keys so far
     hits: list[Hit] = []
     dry: int | None = None  # tiers without a match since the last one with a match (None: none yet)
@@ -165,16 +166,18 @@ def verify_tiers(
             break
         matched = False
         for item, fp in load(keys):
-            if bound is not None and len(top) >= top_k > 0:
-                ceiling = bound(query, fp, settings)
-                if rank_key(ceiling, item.external_id) > top[-1]:
-                    matched |= ceiling >= threshold
-                    continue
-            hit = Hit(item, kind.compare(query, fp, settings))
-            score = hit.match.similarity_score
+            if bounded is not None and len(top) >= top_k > 0:
+                # Below this, a score rounds under the K-th hit's (``rank_key`` rounds to 4 places).
+                found = bounded(query, fp, settings, -top[-1][0] - 5e-5)
+            else:
+                found = kind.compare(query, fp, settings)
+            if not isinstance(found, Match):
+                matched |= found >= threshold
+                continue
+            score = found.similarity_score
             matched |= score >= threshold
             if score > 0:
-                hits.append(hit)
+                hits.append(Hit(item, found))
                 bisect.insort(top, rank_key(score, item.external_id))
                 del top[top_k:]
         if matched:

@@ -10,7 +10,8 @@ Timed per query (fingerprinting excluded, as the issue asks; one process, one th
 ``index``: ``ImageIndex.candidate_tiers``; ``load``: the compared candidates' fingerprints (real ones from
 memory, distractors regenerated, standing in for the store's row fetch); ``verify``: the kind's full
 ``compare`` of the candidates, tier by tier, and the top-10 ranking (``shared.index.replica.verify_tiers``,
-what the service runs). ``candidates`` counts the candidates compared.
+what the service runs). ``candidates`` counts the candidates loaded; ``full_compares`` those fully compared
+(the others were skipped by their score bound: ``verify_tiers``).
 
 Brute force, same run: (1) the exact hash scan (``alignment_bits`` over all 10^6 items' codes) for
 ``--exact-queries`` queries: the index must return exactly the same items within the radius; (2) the full
@@ -46,6 +47,7 @@ from shared.index.image import ImageIndex  # noqa: E402
 from shared.index.image_hashes import alignment_bits  # noqa: E402
 from shared.index.replica import candidate_tiers, rank_key, verify_tiers  # noqa: E402
 from shared.kinds.image import KIND, ImageFingerprint  # noqa: E402
+from shared.protocol import Fingerprint, Match  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.store import ItemRecord  # noqa: E402
 
@@ -72,6 +74,25 @@ def record(key: int, name: str) -> ItemRecord:
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q)) if values else float("nan")
+
+
+class CountingKind:
+    """The image kind, counting the full compares ``verify_tiers`` makes (candidates skipped by their bound
+    are not counted)."""
+
+    name = "image"
+
+    def __init__(self) -> None:
+        self.full_compares = 0
+
+    def compare(self, a: Fingerprint, b: Fingerprint, settings: Settings) -> Match:
+        self.full_compares += 1
+        return KIND.compare(a, b, settings)
+
+    def compare_or_bound(self, a: Fingerprint, b: Fingerprint, settings: Settings, floor: float) -> Match | float:
+        found = KIND.compare_or_bound(a, b, settings, floor)
+        self.full_compares += isinstance(found, Match)
+        return found
 
 
 def main() -> None:
@@ -142,6 +163,8 @@ def main() -> None:
 
     lat: dict[str, list[float]] = {"index": [], "load": [], "verify": [], "total": []}
     candidates_n: list[int] = []
+    full_n: list[int] = []
+    counting = CountingKind()
     per_family: dict[str, dict[str, int]] = collections.defaultdict(lambda: collections.Counter())
     false_top: int = 0
     loaded: list[int] = []  # the candidates one query compared, and the seconds spent loading them
@@ -162,13 +185,15 @@ def main() -> None:
         t_b = time.perf_counter()
         loaded.clear()
         load_s[0] = 0.0
-        hits = verify_tiers(KIND, q, tiers, load, settings, TOP_K, settings.image.match_threshold)
+        counting.full_compares = 0
+        hits = verify_tiers(counting, q, tiers, load, settings, TOP_K, settings.image.match_threshold)  # type: ignore[arg-type]
         t_d = time.perf_counter()
         keys = list(loaded)
         for part, v in (("index", t_b - t_a), ("load", load_s[0]), ("verify", t_d - t_b - load_s[0]),
                         ("total", t_d - t_a)):
             lat[part].append(1000 * v)
         candidates_n.append(len(keys))
+        full_n.append(counting.full_compares)
         matched = [h.item.pk for h in hits if h.match.similarity_score >= settings.image.match_threshold]
         if truth is None:
             false_top += bool(matched)
@@ -195,6 +220,7 @@ def main() -> None:
         "latency_ms": {part: {"p50": round(pct(v, 50), 2), "p90": round(pct(v, 90), 2), "p99": round(pct(v, 99), 2),
                               "mean": round(float(np.mean(v)), 2)} for part, v in lat.items()},
         "candidates": {"p50": pct(candidates_n, 50), "p99": pct(candidates_n, 99), "max": max(candidates_n)},
+        "full_compares": {"p50": pct(full_n, 50), "p99": pct(full_n, 99), "max": max(full_n)},
         "new_uploads_with_a_match": false_top,
         "per_family": {f: dict(c) for f, c in per_family.items()},
     }

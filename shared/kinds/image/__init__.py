@@ -49,7 +49,7 @@ from shared.kinds.image.fingerprint import ImageFingerprint, Inset
 from shared.kinds.image.hashing import hash_luma
 from shared.kinds.image.inset import find_insets
 from shared.kinds.image.photometric import encode_thumbnail, thumbnail
-from shared.kinds.image.scoring import compare_fingerprints, score_bound
+from shared.kinds.image.scoring import compare_fingerprints, compare_or_bound
 from shared.protocol import Fingerprint, LocalMedia, Match, Progress, no_progress
 from shared.settings import Settings
 from shared.sniff import IMAGE_MIMES
@@ -120,11 +120,11 @@ class ImageKind:
             raise InvalidRequest("the image kind can only compare image fingerprints")
         return compare_fingerprints(a, b, settings.image)
 
-    def score_bound(self, a: Fingerprint, b: Fingerprint, settings: Settings) -> float:
-        """An upper bound of ``compare(a, b, settings).similarity_score``, from the global stage alone."""
+    def compare_or_bound(self, a: Fingerprint, b: Fingerprint, settings: Settings, floor: float) -> Match | float:
+        """``compare(a, b)``, or an upper bound of its score when that is below ``floor`` (found cheaply)."""
         if not isinstance(a, ImageFingerprint) or not isinstance(b, ImageFingerprint):
             raise InvalidRequest("the image kind can only compare image fingerprints")
-        return score_bound(a, b, settings.image)
+        return compare_or_bound(a, b, settings.image, floor)
 
     def fingerprint_from_bytes(self, data: bytes) -> ImageFingerprint:
         return ImageFingerprint.from_bytes(data)

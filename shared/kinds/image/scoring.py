@@ -7,7 +7,7 @@ Role: pure arithmetic on fingerprints. Imports nothing from Flask or Celery.
 agree. Its score is ``1 - (min(d, 90) / 90) ** p`` with ``p`` putting 31.5 bits at exactly 0.80 (PDQ's
 threshold of 31 for the same 256-bit DCT/median construction): 0 bits -> 1.0, 16 -> 0.93, 31 -> 0.805.
 When ``d <= local_skip_below_bits`` the decision is clear and the local stage is skipped; so it is when the
-global score reaches ``local_max_score``, which no local evidence exceeds (``score_bound`` relies on the same
+global score reaches ``local_max_score``, which no local evidence exceeds (``compare_or_bound`` relies on the same
 cap: a catalog search skips candidates that cannot reach its top K).
 
 **Insets** (``best_inset``): each side's insets (pictures found inside it, ``inset.py``) are compared with
@@ -73,7 +73,7 @@ from shared.kinds.image.photometric import (
     frame_agreement,
     untrimmed_frame_matrix,
 )
-from shared.kinds.image.verify import LocalEvidence, verify
+from shared.kinds.image.verify import LocalEvidence, Neighbours, inlier_bound, neighbours, verify
 from shared.protocol import Confidence, Match
 from shared.settings import ImageSettings
 
@@ -199,25 +199,44 @@ def global_evidence(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSet
     return GlobalEvidence(bits, transform, inset, global_bits, score_from_bits(global_bits))
 
 
-def score_bound(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings) -> float:
-    """An upper bound of ``compare_fingerprints(a, b).similarity_score`` from the global stage alone (a few
-    microseconds, against ~1.5 ms for the local stage): the global score when the local stages are skipped,
-    else at least ``local_max_score``, which neither the local nor the whole-frame score exceeds. A catalog
-    search skips the full compare of candidates whose bound cannot reach its current top K."""
+def compare_or_bound(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings, floor: float) -> Match | float:
+    """``compare_fingerprints(a, b)``, or an upper bound of its score when that bound is below ``floor``
+    (the catalog search's K-th best score so far: such a candidate cannot enter its top K).
+
+    The bound is the global score when the local stages are skipped; else the larger of the global score,
+    the confirmed inlier score of ``verify.inlier_bound`` (the matches alone, before any RANSAC) and the
+    whole-frame score (computed: it is cheap). The first costs microseconds, the second the nearest-neighbour
+    search (kept for the compare), against ~1.5 ms for a full compare."""
     evidence = global_evidence(a, b, settings)
-    bound = max(evidence.score, settings.local_max_score) if evidence.local_may_decide(settings) else evidence.score
-    if is_low_information(a, settings) or is_low_information(b, settings):
-        bound = min(bound, LOW_INFORMATION_CAP * settings.match_threshold)
-    return bound
+    cap = LOW_INFORMATION_CAP * settings.match_threshold if _low_information(a, b, settings) else 1.0
+    if not evidence.local_may_decide(settings):
+        bound = min(evidence.score, cap)
+        return bound if bound < floor else compare_fingerprints(a, b, settings, evidence)
+    if min(max(evidence.score, settings.local_max_score), cap) < floor:
+        return min(max(evidence.score, settings.local_max_score), cap)
+    knn = neighbours(a.features, b.features)
+    local = score_from_inliers(inlier_bound(a.features, b.features, knn, settings), settings, confirmed=True)
+    bound = min(max(evidence.score, local, _frame(a, b, settings)[1]), cap)
+    return bound if bound < floor else compare_fingerprints(a, b, settings, evidence, knn)
 
 
-def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings) -> Match:
-    evidence = global_evidence(a, b, settings)
+def _low_information(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings) -> bool:
+    return is_low_information(a, settings) or is_low_information(b, settings)
+
+
+def compare_fingerprints(
+    a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings, evidence: GlobalEvidence | None = None,
+    knn: Neighbours | None = None,
+) -> Match:
+    """The compare (module docstring); ``evidence`` and ``knn``: the global stage and the local stage's
+    nearest neighbours, when the caller has them already."""
+    if evidence is None:
+        evidence = global_evidence(a, b, settings)
     bits, transform, inset = evidence.bits, evidence.transform, evidence.inset
     global_score = evidence.score
     local: LocalEvidence | None = None
     if evidence.local_may_decide(settings):
-        local = verify(a.features, b.features, settings)
+        local = verify(a.features, b.features, settings, knn)
     local_score = score_from_inliers(local.inliers, settings) if local is not None else 0.0
     agreement: Agreement | None = None
     if local is not None and score_from_inliers(local.inliers, settings, confirmed=True) > global_score:
@@ -231,33 +250,18 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
             local_score = score_from_inliers(local.inliers, settings, confirmed=True)
     elif local is not None and local.ambiguous:
         local_score = 0.0  # an ambiguous fit never counts unchecked
-    frame_score = 0.0
     frame: Agreement | None = None
+    frame_score = 0.0
     if evidence.local_may_decide(settings) and max(global_score, local_score) < THRESHOLD_SCORE:
-        frame = frame_agreement(
-            a.thumb,
-            (a.features.width, a.features.height),
-            b.thumb,
-            (b.features.width, b.features.height),
-            settings.block_agreement_ncc,
-            settings.frame_max_aspect_change,
-            settings.frame_drop_fraction,
-        )
-        if a.trim != (0, 0, a.width, a.height) or b.trim != (0, 0, b.width, b.height):
-            untrimmed = _untrimmed_frame_agreement(a, b, settings)
-            if untrimmed is not None and (frame is None or untrimmed.fraction > frame.fraction):
-                frame = untrimmed
-        frame_score = score_from_frame(frame, settings)
+        frame, frame_score = _frame(a, b, settings)
     score = max(global_score, local_score, frame_score)
     warnings: list[str] = []
-    low_information = False
     for side, fp in (("source", a), ("target", b)):
         if is_low_information(fp, settings):
-            low_information = True
             warnings.append(f"low_information_{side}")
         if min(fp.width, fp.height) < settings.tiny_side_px:
             warnings.append(f"tiny_{side}")
-    if low_information:
+    if _low_information(a, b, settings):
         score = min(score, LOW_INFORMATION_CAP * settings.match_threshold)
     confidence: Confidence
     if warnings:
@@ -284,6 +288,24 @@ def compare_fingerprints(a: ImageFingerprint, b: ImageFingerprint, settings: Ima
         "target": _side_details(b),
     }
     return Match(similarity_score=score, confidence=confidence, warnings=tuple(warnings), details=details)
+
+
+def _frame(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings) -> tuple[Agreement | None, float]:
+    """The whole-frame check (module docstring): its agreement and score."""
+    frame = frame_agreement(
+        a.thumb,
+        (a.features.width, a.features.height),
+        b.thumb,
+        (b.features.width, b.features.height),
+        settings.block_agreement_ncc,
+        settings.frame_max_aspect_change,
+        settings.frame_drop_fraction,
+    )
+    if a.trim != (0, 0, a.width, a.height) or b.trim != (0, 0, b.width, b.height):
+        untrimmed = _untrimmed_frame_agreement(a, b, settings)
+        if untrimmed is not None and (frame is None or untrimmed.fraction > frame.fraction):
+            frame = untrimmed
+    return frame, score_from_frame(frame, settings)
 
 
 def _fit_agreement(a: ImageFingerprint, b: ImageFingerprint, local: LocalEvidence, settings: ImageSettings) -> Agreement:
