@@ -26,7 +26,8 @@ from shared.kinds.image.photometric import (
     frame_agreement,
     untrimmed_frame_matrix,
 )
-from shared.kinds.image.scoring import score_from_bits, score_from_frame, score_from_inliers
+from shared.kinds.image.scoring import inliers_to_reach, score_from_bits, score_from_frame, score_from_inliers
+from shared.kinds.image.verify import inlier_bound, neighbours
 from shared.protocol import LocalMedia
 from shared.settings import Settings
 from shared.sniff import SNIFF_BYTES, sniff
@@ -370,6 +371,15 @@ def _chessboard_in_canvas(seed: int) -> tuple[Image.Image, Image.Image]:
     return img, _screenshot(img.resize((480, 360), Image.Resampling.LANCZOS))
 
 
+def test_inliers_to_reach_is_the_fewest_whose_confirmed_score_reaches_it() -> None:
+    s = SETTINGS.image
+    for score in (0.0, 0.3, 0.8, 0.85, 0.8937, 0.899, 0.89999):
+        n = inliers_to_reach(score, s)
+        assert score_from_inliers(int(n), s, confirmed=True) >= score
+        assert n == s.local_min_inliers or score_from_inliers(int(n) - 1, s, confirmed=True) < score
+    assert inliers_to_reach(s.local_max_score, s) == float("inf")
+
+
 def test_an_ambiguous_fit_counts_only_when_the_blocks_confirm_it(tmp_path: Path) -> None:
     img, shot = _chessboard_in_canvas(5)
     source = fp(save(img, tmp_path / "board.jpg", quality=90))
@@ -382,6 +392,11 @@ def test_an_ambiguous_fit_counts_only_when_the_blocks_confirm_it(tmp_path: Path)
     assert explanation["ambiguous"] is True and explanation["inliers"] >= SETTINGS.image.local_min_inliers
     assert abs(explanation["rotation_deg"]) < 5.0 and explanation["mirror"] is False
     assert explanation["block_agreement"]["agreeing_fraction"] >= SETTINGS.image.confirm_block_agreement
+    # Catalog search's bound on this fit, from the matches alone (the best window of keypoint turns), holds:
+    # at least the inliers RANSAC found, and so a score bound at least the score.
+    knn = neighbours(source.features, target.features)
+    assert inlier_bound(source.features, target.features, knn, SETTINGS.image) >= explanation["inliers"]
+    assert KIND.compare_or_bound(source, target, SETTINGS, 2.0) >= match.similarity_score
     # The same fit, unconfirmed (a confirmation nothing can reach), does not count at all.
     strict = dataclasses.replace(
         SETTINGS, image=dataclasses.replace(SETTINGS.image, confirm_block_agreement=1.01)

@@ -215,9 +215,24 @@ def compare_or_bound(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSe
     if min(max(evidence.score, settings.local_max_score), cap) < floor:
         return min(max(evidence.score, settings.local_max_score), cap)
     knn = neighbours(a.features, b.features)
-    local = score_from_inliers(inlier_bound(a.features, b.features, knn, settings), settings, confirmed=True)
-    bound = min(max(evidence.score, local, _frame(a, b, settings)[1]), cap)
+    most = inlier_bound(a.features, b.features, knn, settings, inliers_to_reach(floor, settings))
+    bound = min(max(evidence.score, score_from_inliers(most, settings, confirmed=True)), cap)
+    if bound < floor:  # the whole-frame score last: only when the rest cannot reach the floor
+        bound = min(max(bound, _frame(a, b, settings)[1]), cap)
     return bound if bound < floor else compare_fingerprints(a, b, settings, evidence, knn)
+
+
+def inliers_to_reach(score: float, settings: ImageSettings) -> float:
+    """The fewest verified inliers whose confirmed score (``score_from_inliers``) reaches ``score``; inf when
+    none does (at or above ``local_max_score``)."""
+    n0, top = settings.local_min_inliers - 1, settings.local_max_score
+    if score >= top:
+        return math.inf
+    span = max(min(settings.local_inliers_at_threshold, settings.confirmed_inliers_at_threshold) - n0, 1e-6)
+    n = max(n0 + 1, math.floor(n0 + (top - THRESHOLD_SCORE) * span / (top - score)) - 1)
+    while score_from_inliers(n, settings, confirmed=True) < score:
+        n += 1
+    return n
 
 
 def _low_information(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings) -> bool:

@@ -322,17 +322,17 @@ _TURN_BINS = 360 // _TURN_BIN_DEG
 _TURN_WINDOW_BINS = math.ceil(2 * _MAX_TURN_GAP_DEG / _TURN_BIN_DEG) + 1
 
 
-def inlier_bound(a: Features, b: Features, knn: Neighbours, settings: ImageSettings) -> int:
+def inlier_bound(a: Features, b: Features, knn: Neighbours, settings: ImageSettings, enough: float = math.inf) -> int:
     """The most inliers ``verify`` can find, from the matches alone (no RANSAC): a plain fit's inliers are
     among its hand's ratio-test matches, one per keypoint; a repeated-pattern fit's are one per source
     keypoint and all turned within ``_MAX_TURN_GAP_DEG`` of its rotation, so at most the distinct source
     keypoints whose matches fall in the best window of turns. A few tens of microseconds: catalog search
-    skips the RANSAC passes of candidates that cannot reach its top K (``scoring.compare_or_bound``)."""
-    most = 0
+    skips the RANSAC passes of candidates that cannot reach its top K (``scoring.compare_or_bound``).
+    Stops early, with a bound of at least ``enough``, once it reaches that."""
+    most = max(len(_matches(knn[mirror], settings)[0]) for mirror in (False, True))
     for mirror in (False, True):
-        most = max(most, len(_matches(knn[mirror], settings)[0]))
-        if not settings.ambiguous_matching:
-            continue
+        if most >= enough or not settings.ambiguous_matching:
+            break
         src, dst = _matches(knn[mirror], settings, ambiguous=True)
         if len(src) <= most:
             continue

@@ -1,0 +1,124 @@
+"""Score bounds in catalog search, measured: the same queries searched with and without them, interleaved.
+
+On the tuning side (``tuning.py``'s catalog: the 145 originals, the seed-0 variants and distractors; the
+seed-1 variants as queries), each query's candidate tiers are searched twice, in alternating order: by the
+image kind as it is (``compare_or_bound``: candidates that cannot reach the top 10 are not fully compared)
+and by the same kind without bounds (every loaded candidate fully compared). Reports the verify time of
+each (ms a query, p50 / p90 / p99), the full compares, and whether the two top 10 are the same (or, when
+the bounded search went on for more tiers, at least as good).
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.catalog.image.bounds --items 20000 --out /tmp/bounds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import faiss  # noqa: E402
+
+from bench.catalog.image.distractors import Distractors  # noqa: E402
+from bench.catalog.image.real import load as load_real  # noqa: E402
+from bench.catalog.image.run import SEED_CATALOG, TOP_K, CountingKind, pct, record, uptime  # noqa: E402
+from bench.image import dataset, transforms  # noqa: E402
+from shared.index.image import ImageIndex  # noqa: E402
+from shared.index.replica import candidate_tiers, rank_key, verify_tiers  # noqa: E402
+from shared.kinds.image import KIND, ImageFingerprint  # noqa: E402
+from shared.protocol import Fingerprint, Match  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+from shared.store import ItemRecord  # noqa: E402
+
+
+class Unbounded:
+    """The image kind without ``compare_or_bound``: every candidate fully compared."""
+
+    name = "image"
+
+    def __init__(self) -> None:
+        self.full_compares = 0
+
+    def compare(self, a: Fingerprint, b: Fingerprint, settings: Settings) -> Match:
+        self.full_compares += 1
+        return KIND.compare(a, b, settings)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    faiss.omp_set_num_threads(1)
+    settings = Settings.from_env()
+    threshold = settings.image.match_threshold
+    real = {k: ImageFingerprint.from_bytes(v) for k, v in load_real().items()}
+    names = sorted(k for k in real if k.startswith("orig/") or k.startswith("seed0/"))
+    key_of = {n: i for i, n in enumerate(names)}
+    distractors = Distractors([real[n] for n in names], SEED_CATALOG)
+    index = ImageIndex(settings)
+    index.add_many([(key_of[n], real[n]) for n in names])
+    for start in range(0, args.items - len(names), 20_000):
+        index.add_many([(len(names) + i, distractors.make(i))
+                        for i in range(start, min(start + 20_000, args.items - len(names)))])
+    index.compact_now()
+
+    def name_of(key: int) -> str:
+        return names[key] if key < len(names) else f"distractor-{key - len(names)}"
+
+    def fingerprint_of(key: int) -> ImageFingerprint:
+        return real[names[key]] if key < len(names) else distractors.make(key - len(names))
+
+    queries = [p for p in dataset.build(1) if p.label == 1]
+    # Candidates' fingerprints are made before timing, so both searches time the compares alone.
+    ms: dict[str, list[float]] = {"bounded": [], "unbounded": []}
+    full: dict[str, list[int]] = {"bounded": [], "unbounded": []}
+    outcome: collections.Counter[str] = collections.Counter()
+    per_family: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: {"bounded": [], "unbounded": []})
+    u0 = uptime()
+    for n, p in enumerate(queries):
+        query = real[p.target]
+        tiers = candidate_tiers(index, query, max(TOP_K * 20, settings.index.min_candidates))
+        held = {k: (record(k, name_of(k)), fingerprint_of(k)) for tier in tiers for k in tier}
+
+        def load(keys: list[int], held: dict[int, tuple[ItemRecord, ImageFingerprint]] = held
+                 ) -> list[tuple[ItemRecord, ImageFingerprint]]:
+            return [held[k] for k in keys]
+
+        found: dict[str, Any] = {}
+        kinds = {"bounded": CountingKind(), "unbounded": Unbounded()}
+        for label in (("bounded", "unbounded") if n % 2 else ("unbounded", "bounded")):
+            t0 = time.perf_counter()
+            found[label] = verify_tiers(kinds[label], query, tiers, load, settings, TOP_K, threshold)  # type: ignore[arg-type]
+            elapsed = 1000 * (time.perf_counter() - t0)
+            ms[label].append(elapsed)
+            per_family[transforms.family(p.tag)][label].append(elapsed)
+            full[label].append(kinds[label].full_compares)
+        a = [rank_key(h.match.similarity_score, h.item.external_id) for h in found["bounded"]]
+        b = [rank_key(h.match.similarity_score, h.item.external_id) for h in found["unbounded"]]
+        if a == b:
+            outcome["same"] += 1
+        elif len(a) >= len(b) and all(x <= y for x, y in zip(a, b, strict=False)):
+            outcome["better"] += 1
+        else:
+            outcome["worse"] += 1
+    result = {
+        "items": len(index), "queries": len(queries), "threshold": threshold, "uptime_before": u0,
+        "uptime_after": uptime(), "cpus": os.cpu_count(),
+        "verify_ms": {k: {q: round(pct(v, q), 2) for q in (50, 90, 99)} for k, v in ms.items()},
+        "full_compares": {k: {q: pct(v, q) for q in (50, 90, 99)} for k, v in full.items()},
+        "top10": dict(outcome),
+        "verify_ms_p50_per_family": {
+            f: {k: round(pct(v, 50), 2) for k, v in d.items()} for f, d in sorted(per_family.items())},
+    }
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
