@@ -219,8 +219,7 @@ class _CountingKind:
 def test_score_bounds_hold_and_skip_only_what_cannot_rank(library: dict[str, tuple[Path, ImageFingerprint]]) -> None:
     """``compare_or_bound`` gives the full compare, or a bound below the floor that is never below the
     compare's score (the global score itself when the local stage is skipped); with it, ``verify_tiers``
-    returns the top K of comparing every candidate (at least as good: never a worse hit), with fewer full
-    compares."""
+    returns the same top K as comparing every candidate, with fewer full compares."""
     names = sorted(library)
     for query in ("p0-jpeg", "p1-crop_off_centre", "p2-screenshot", "other3"):
         q = library[query][1]
@@ -242,8 +241,7 @@ def test_score_bounds_hold_and_skip_only_what_cannot_rank(library: dict[str, tup
             plain, bounded = _CountingKind(False), _CountingKind(True)
             expected = verify_tiers(plain, library[query][1], tiers, load, SETTINGS, top_k, THRESHOLD)  # type: ignore[arg-type]
             found = verify_tiers(bounded, library[query][1], tiers, load, SETTINGS, top_k, THRESHOLD)  # type: ignore[arg-type]
-            # At least the same tiers are compared (a skipped candidate that might match keeps the search
-            # going), so each of the top K ranks at least as high; on this library they are the same.
+            # A skipped candidate cannot enter the top K; on this library the search ends at the same tier.
             assert [(h.item.external_id, h.match) for h in found] == [(h.item.external_id, h.match) for h in expected]
             assert bounded.compares <= plain.compares
             saved += plain.compares - bounded.compares

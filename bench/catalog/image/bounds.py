@@ -4,8 +4,8 @@ On the tuning side (``tuning.py``'s catalog: the 145 originals, the seed-0 varia
 seed-1 variants as queries), each query's candidate tiers are searched twice, in alternating order: by the
 image kind as it is (``compare_or_bound``: candidates that cannot reach the top 10 are not fully compared)
 and by the same kind without bounds (every loaded candidate fully compared). Reports the verify time of
-each (ms a query, p50 / p90 / p99), the full compares, and whether the two top 10 are the same (or, when
-the bounded search went on for more tiers, at least as good).
+each (ms a query, p50 / p90 / p99), the candidates loaded and fully compared, and whether the two top 10
+are the same, better (every rank at least as high) or worse.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.catalog.image.bounds --items 20000 --out /tmp/bounds.json
 """
@@ -78,6 +78,7 @@ def main() -> None:
     # Candidates' fingerprints are made before timing, so both searches time the compares alone.
     ms: dict[str, list[float]] = {"bounded": [], "unbounded": []}
     full: dict[str, list[int]] = {"bounded": [], "unbounded": []}
+    loads: dict[str, list[int]] = {"bounded": [], "unbounded": []}
     outcome: collections.Counter[str] = collections.Counter()
     per_family: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: {"bounded": [], "unbounded": []})
     u0 = uptime()
@@ -86,19 +87,24 @@ def main() -> None:
         tiers = candidate_tiers(index, query, max(TOP_K * 20, settings.index.min_candidates))
         held = {k: (record(k, name_of(k)), fingerprint_of(k)) for tier in tiers for k in tier}
 
-        def load(keys: list[int], held: dict[int, tuple[ItemRecord, ImageFingerprint]] = held
-                 ) -> list[tuple[ItemRecord, ImageFingerprint]]:
+        loaded: list[int] = []
+
+        def load(keys: list[int], held: dict[int, tuple[ItemRecord, ImageFingerprint]] = held,
+                 loaded: list[int] = loaded) -> list[tuple[ItemRecord, ImageFingerprint]]:
+            loaded.extend(keys)
             return [held[k] for k in keys]
 
         found: dict[str, Any] = {}
         kinds = {"bounded": CountingKind(), "unbounded": Unbounded()}
         for label in (("bounded", "unbounded") if n % 2 else ("unbounded", "bounded")):
+            loaded.clear()
             t0 = time.perf_counter()
             found[label] = verify_tiers(kinds[label], query, tiers, load, settings, TOP_K, threshold)  # type: ignore[arg-type]
             elapsed = 1000 * (time.perf_counter() - t0)
             ms[label].append(elapsed)
             per_family[transforms.family(p.tag)][label].append(elapsed)
             full[label].append(kinds[label].full_compares)
+            loads[label].append(len(loaded))
         a = [rank_key(h.match.similarity_score, h.item.external_id) for h in found["bounded"]]
         b = [rank_key(h.match.similarity_score, h.item.external_id) for h in found["unbounded"]]
         if a == b:
@@ -112,6 +118,7 @@ def main() -> None:
         "uptime_after": uptime(), "cpus": os.cpu_count(),
         "verify_ms": {k: {q: round(pct(v, q), 2) for q in (50, 90, 99)} for k, v in ms.items()},
         "full_compares": {k: {q: pct(v, q) for q in (50, 90, 99)} for k, v in full.items()},
+        "loaded": {k: {q: pct(v, q) for q in (50, 90, 99)} for k, v in loads.items()},
         "top10": dict(outcome),
         "verify_ms_p50_per_family": {
             f: {k: round(pct(v, 50), 2) for k, v in d.items()} for f, d in sorted(per_family.items())},
