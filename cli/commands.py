@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -147,7 +148,13 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         if child is not None:
             os.killpg(child.pid, signal.SIGTERM)
-            child.wait(timeout=30)
+            # A worker still starting up (a busy machine) can sit on SIGTERM; then, and for any pool process
+            # still exiting, the group is killed: the server never leaves its worker behind.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=15)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
     return 0
 
 

@@ -122,7 +122,11 @@ def test_serve_embedded_runs_api_and_worker_without_services(files: dict[str, Pa
                 proc.wait(timeout=10)
             assert proc.stdout is not None
             proc.stdout.close()
-        # Stopping the server (SIGTERM) also stopped its embedded worker: no process of this data dir is left.
+        # Stopping the server (SIGTERM) also stopped its embedded worker: no process of this data dir is left
+        # (a killed process may take a moment to leave /proc on a busy machine).
+        deadline = time.monotonic() + 10
+        while _processes_with_env(f"MEDIAMATCH_DATA_DIR={tmp_path}") and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert _processes_with_env(f"MEDIAMATCH_DATA_DIR={tmp_path}") == []
 
 
