@@ -39,8 +39,8 @@ rule: search there is exactly pairwise matching, at a few compares' cost.
 
 Measured (``bench/catalog/image/REPORT.md``, 10^6 items, 996,897 of them synthetic distractors derived
 from real fingerprints, 2026-11-27, 05:47 UTC): the exact stage returned exactly the brute-force scan's
-items on every checked query; Recall@10 (or ten better-scoring matches) is 97.9% of pairwise recall overall: 95-100% on
-re-encoding, resizing, colour, mirrors, quarter turns, padding, logos, watermarks, crops <= 25%, small
+items on every checked query; Recall@10 (or ten better-scoring matches) is 97.9% of pairwise recall
+overall: 95-100% on re-encoding, resizing, colour, mirrors, quarter turns, padding, logos, watermarks, crops <= 25%, small
 rotations and screenshots, 89% on 50% crops and 91% on combinations. Latency p50 120 ms, p99 429 ms a
 query on a slow 2-core box (index stage 69 ms p50; score bounds leave 16 full compares at the median, the
 verify stage 3.8 ms; the tail is crops, logos and small rotations, whose top 10 sit just under the local
