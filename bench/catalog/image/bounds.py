@@ -24,29 +24,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import faiss  # noqa: E402
 
-from bench.catalog.image.distractors import Distractors  # noqa: E402
-from bench.catalog.image.real import load as load_real  # noqa: E402
-from bench.catalog.image.run import SEED_CATALOG, TOP_K, CountingKind, pct, record, uptime  # noqa: E402
+from bench.catalog.image.run import TOP_K, CountingKind, pct, record, uptime  # noqa: E402
+from bench.catalog.image.tuning import tuning_catalog  # noqa: E402
 from bench.image import dataset, transforms  # noqa: E402
-from shared.index.image import ImageIndex  # noqa: E402
 from shared.index.replica import candidate_tiers, rank_key, verify_tiers  # noqa: E402
-from shared.kinds.image import KIND, ImageFingerprint  # noqa: E402
-from shared.protocol import Fingerprint, Match  # noqa: E402
+from shared.kinds.image import ImageFingerprint  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.store import ItemRecord  # noqa: E402
-
-
-class Unbounded:
-    """The image kind without ``compare_or_bound``: every candidate fully compared."""
-
-    name = "image"
-
-    def __init__(self) -> None:
-        self.full_compares = 0
-
-    def compare(self, a: Fingerprint, b: Fingerprint, settings: Settings) -> Match:
-        self.full_compares += 1
-        return KIND.compare(a, b, settings)
 
 
 def main() -> None:
@@ -57,22 +41,8 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     settings = Settings.from_env()
     threshold = settings.image.match_threshold
-    real = {k: ImageFingerprint.from_bytes(v) for k, v in load_real().items()}
-    names = sorted(k for k in real if k.startswith("orig/") or k.startswith("seed0/"))
-    key_of = {n: i for i, n in enumerate(names)}
-    distractors = Distractors([real[n] for n in names], SEED_CATALOG)
-    index = ImageIndex(settings)
-    index.add_many([(key_of[n], real[n]) for n in names])
-    for start in range(0, args.items - len(names), 20_000):
-        index.add_many([(len(names) + i, distractors.make(i))
-                        for i in range(start, min(start + 20_000, args.items - len(names)))])
-    index.compact_now()
-
-    def name_of(key: int) -> str:
-        return names[key] if key < len(names) else f"distractor-{key - len(names)}"
-
-    def fingerprint_of(key: int) -> ImageFingerprint:
-        return real[names[key]] if key < len(names) else distractors.make(key - len(names))
+    catalog = tuning_catalog(args.items, settings)
+    real, index, name_of, fingerprint_of = catalog.real, catalog.index, catalog.name_of, catalog.fingerprint_of
 
     queries = [p for p in dataset.build(1) if p.label == 1]
     # Candidates' fingerprints are made before timing, so both searches time the compares alone.
@@ -95,7 +65,7 @@ def main() -> None:
             return [held[k] for k in keys]
 
         found: dict[str, Any] = {}
-        kinds = {"bounded": CountingKind(), "unbounded": Unbounded()}
+        kinds = {"bounded": CountingKind(), "unbounded": CountingKind(bounded=False)}
         for label in (("bounded", "unbounded") if n % 2 else ("unbounded", "bounded")):
             loaded.clear()
             t0 = time.perf_counter()

@@ -78,12 +78,14 @@ def pct(values: list[float], q: float) -> float:
 
 class CountingKind:
     """The image kind, counting the full compares ``verify_tiers`` makes (candidates skipped by their bound
-    are not counted)."""
+    are not counted); with ``bounded=False``, without ``compare_or_bound``: every candidate fully compared."""
 
     name = "image"
 
-    def __init__(self) -> None:
+    def __init__(self, bounded: bool = True) -> None:
         self.full_compares = 0
+        if not bounded:
+            self.compare_or_bound = None  # verify_tiers then compares every candidate
 
     def compare(self, a: Fingerprint, b: Fingerprint, settings: Settings) -> Match:
         self.full_compares += 1

@@ -36,6 +36,35 @@ from shared.settings import Settings  # noqa: E402
 from shared.store import ItemRecord  # noqa: E402
 
 
+@dataclasses.dataclass
+class TuningCatalog:
+    """The tuning side's catalog: the originals, the seed-0 variants and distractors, indexed."""
+
+    real: dict[str, ImageFingerprint]
+    names: list[str]
+    distractors: Distractors
+    index: ImageIndex
+
+    def fingerprint_of(self, key: int) -> ImageFingerprint:
+        n = len(self.names)
+        return self.real[self.names[key]] if key < n else self.distractors.make(key - n)
+
+    def name_of(self, key: int) -> str:
+        return self.names[key] if key < len(self.names) else f"distractor-{key - len(self.names)}"
+
+
+def tuning_catalog(items: int, settings: Settings) -> TuningCatalog:
+    real = {k: ImageFingerprint.from_bytes(v) for k, v in load_real().items()}
+    names = sorted(k for k in real if k.startswith("orig/") or k.startswith("seed0/"))
+    distractors = Distractors([real[n] for n in names], SEED_CATALOG)
+    index = ImageIndex(settings)
+    index.add_many([(i, real[n]) for i, n in enumerate(names)])
+    for start in range(0, items - len(names), 20_000):
+        index.add_many([(len(names) + i, distractors.make(i)) for i in range(start, min(start + 20_000, items - len(names)))])
+    index.compact_now()
+    return TuningCatalog(real, names, distractors, index)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=20_000)
@@ -44,23 +73,10 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     settings = Settings.from_env()
     threshold = settings.image.match_threshold
-    real = {k: ImageFingerprint.from_bytes(v) for k, v in load_real().items()}
-    names = sorted(k for k in real if k.startswith("orig/") or k.startswith("seed0/"))
+    catalog = tuning_catalog(args.items, settings)
+    real, names, index = catalog.real, catalog.names, catalog.index
     key_of = {n: i for i, n in enumerate(names)}
-    distractors = Distractors([real[n] for n in names], SEED_CATALOG)
-
-    def fingerprint_of(key: int) -> ImageFingerprint:
-        return real[names[key]] if key < len(names) else distractors.make(key - len(names))
-
-    def name_of(key: int) -> str:
-        return names[key] if key < len(names) else f"distractor-{key - len(names)}"
-
-    index = ImageIndex(settings)
-    index.add_many([(key_of[n], real[n]) for n in names])
-    for start in range(0, args.items - len(names), 20_000):
-        index.add_many([(len(names) + i, distractors.make(i))
-                        for i in range(start, min(start + 20_000, args.items - len(names)))])
-    index.compact_now()
+    fingerprint_of, name_of = catalog.fingerprint_of, catalog.name_of
 
     compared: list[int] = []
 
