@@ -7,8 +7,8 @@ Role: pure arithmetic on fingerprints. Imports nothing from Flask or Celery.
 agree. Its score is ``1 - (min(d, 90) / 90) ** p`` with ``p`` putting 31.5 bits at exactly 0.80 (PDQ's
 threshold of 31 for the same 256-bit DCT/median construction): 0 bits -> 1.0, 16 -> 0.93, 31 -> 0.805.
 When ``d <= local_skip_below_bits`` the decision is clear and the local stage is skipped; so it is when the
-global score reaches ``local_max_score``, which no local evidence exceeds (``compare_or_bound`` relies on the same
-cap: a catalog search skips candidates that cannot reach its top K).
+global score reaches ``local_max_score``, which no local evidence exceeds (``compare_or_bound`` relies on
+the same cap: a catalog search skips candidates that cannot reach its top K).
 
 **Insets** (``best_inset``): each side's insets (pictures found inside it, ``inset.py``) are compared with
 the other side's 8 dihedral hashes, never with each other's insets; uninformative insets are skipped. The
@@ -203,17 +203,19 @@ def compare_or_bound(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSe
     """``compare_fingerprints(a, b)``, or an upper bound of its score when that bound is below ``floor``
     (the catalog search's K-th best score so far: such a candidate cannot enter its top K).
 
-    The bound is the global score when the local stages are skipped; else the larger of the global score,
-    the confirmed inlier score of ``verify.inlier_bound`` (the matches alone, before any RANSAC) and the
-    whole-frame score (computed: it is cheap). The first costs microseconds, the second the nearest-neighbour
-    search (kept for the compare), against ~1.5 ms for a full compare."""
+    The bound is the global score when the local stages are skipped; else ``local_max_score`` (which no
+    local evidence exceeds) or the global score, the larger; when that does not settle it, the larger of the
+    global score, the confirmed inlier score of ``verify.inlier_bound`` (the matches alone, before any
+    RANSAC) and, last, the whole-frame score. The first two cost microseconds, the third the
+    nearest-neighbour search (kept for the compare), against ~1.5 ms for a full compare."""
     evidence = global_evidence(a, b, settings)
     cap = LOW_INFORMATION_CAP * settings.match_threshold if _low_information(a, b, settings) else 1.0
     if not evidence.local_may_decide(settings):
         bound = min(evidence.score, cap)
         return bound if bound < floor else compare_fingerprints(a, b, settings, evidence)
-    if min(max(evidence.score, settings.local_max_score), cap) < floor:
-        return min(max(evidence.score, settings.local_max_score), cap)
+    bound = min(max(evidence.score, settings.local_max_score), cap)
+    if bound < floor:
+        return bound
     knn = neighbours(a.features, b.features)
     most = inlier_bound(a.features, b.features, knn, settings, inliers_to_reach(floor, settings))
     bound = min(max(evidence.score, score_from_inliers(most, settings, confirmed=True)), cap)
