@@ -12,36 +12,26 @@ are the same, better (every rank at least as high) or worse.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import faiss  # noqa: E402
 
 from bench.catalog.image.run import TOP_K, CountingKind, pct, record, uptime  # noqa: E402
-from bench.catalog.image.tuning import tuning_catalog  # noqa: E402
+from bench.catalog.image.tuning import tuning_run  # noqa: E402
 from bench.image import dataset, transforms  # noqa: E402
 from shared.index.replica import candidate_tiers, rank_key, verify_tiers  # noqa: E402
 from shared.kinds.image import ImageFingerprint  # noqa: E402
-from shared.settings import Settings  # noqa: E402
 from shared.store import ItemRecord  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--items", type=int, default=20_000)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
-    faiss.omp_set_num_threads(1)
-    settings = Settings.from_env()
+    args, settings, catalog = tuning_run()
     threshold = settings.image.match_threshold
-    catalog = tuning_catalog(args.items, settings)
     real, index, name_of, fingerprint_of = catalog.real, catalog.index, catalog.name_of, catalog.fingerprint_of
 
     queries = [p for p in dataset.build(1) if p.label == 1]

@@ -65,15 +65,21 @@ def tuning_catalog(items: int, settings: Settings) -> TuningCatalog:
     return TuningCatalog(real, names, distractors, index)
 
 
-def main() -> None:
+def tuning_run() -> tuple[argparse.Namespace, Settings, TuningCatalog]:
+    """A tuning-side script's start: ``--items`` and ``--out``, one thread, settings from the environment,
+    the catalog built."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
     settings = Settings.from_env()
+    return args, settings, tuning_catalog(args.items, settings)
+
+
+def main() -> None:
+    args, settings, catalog = tuning_run()
     threshold = settings.image.match_threshold
-    catalog = tuning_catalog(args.items, settings)
     real, names, index = catalog.real, catalog.names, catalog.index
     key_of = {n: i for i, n in enumerate(names)}
     fingerprint_of, name_of = catalog.fingerprint_of, catalog.name_of
