@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cli import synth
-from shared.index import make_index
+from shared.index import Tiers, make_index
 from shared.index.image import ImageIndex
 from shared.index.image_hashes import TABLES
 from shared.index.image_postings import BUFFER_POSTINGS, Postings
@@ -22,7 +22,7 @@ from shared.kinds import fingerprint_version, get_kind
 from shared.kinds.image import KIND, ImageFingerprint
 from shared.kinds.image.features import KEYPOINT_DTYPE, Features
 from shared.kinds.image.fingerprint import Inset
-from shared.kinds.image.scoring import best_alignment
+from shared.kinds.image.scoring import best_alignment, global_evidence
 from shared.protocol import LocalMedia, Match
 from shared.settings import Settings
 from shared.sniff import SNIFF_BYTES, sniff
@@ -145,15 +145,17 @@ def test_local_candidates_come_in_tiers(library: dict[str, tuple[Path, ImageFing
     index = ImageIndex(small)
     index.add_many([(k, library[n][1]) for k, n in enumerate(names)])
     q = library["p0-crop_off_centre"][1]
-    tiers = index.candidate_tiers(q, limit=200)
+    found = index.candidate_tiers(q, limit=200)
+    tiers = found.all()
     exact = [k for k, _ in index.hash_neighbours(q)]
+    assert found.exact == exact and found.others_at_most == pytest.approx(SETTINGS.image.local_max_score)
     assert tiers[0][: len(exact)] == exact and len(tiers[0]) == len(exact) + 2
     assert len(tiers) > 1 and all(len(t) == 2 for t in tiers[1:-1]) and 1 <= len(tiers[-1]) <= 2
     assert sum(len(t) for t in tiers) - len(exact) <= 6
     flat = [k for t in tiers for k in t]
     assert len(flat) == len(set(flat))
     assert index.candidates(q, limit=200) == tiers[0]
-    assert sum(len(t) for t in index.candidate_tiers(q, limit=3)) - len(exact) <= 3
+    assert sum(len(t) for t in index.candidate_tiers(q, limit=3).all()) - len(exact) <= 3
 
 
 def test_later_tiers_are_compared_only_while_a_recent_one_matched(
@@ -248,6 +250,34 @@ def test_score_bounds_hold_and_skip_only_what_cannot_rank(library: dict[str, tup
     assert saved > 0
 
 
+def test_an_exact_head_above_the_local_cap_settles_the_search(library: dict[str, tuple[Path, ImageFingerprint]]) -> None:
+    """When the hash stage's items give the top K above what any other item can score (the local cap), the
+    local stage is not run and no other tier is loaded; the top K is the one comparing every tier gives."""
+    names = sorted(library)
+    index = ImageIndex(FAST)
+    index.add_many([(k, library[n][1]) for k, n in enumerate(names)])
+    loaded: list[int] = []
+
+    def load(keys: list[int]) -> list[tuple[ItemRecord, ImageFingerprint]]:
+        loaded.extend(keys)
+        return [(ItemRecord(k, "c", names[k], "image", "", True, None, 0.0, 0.0), library[names[k]][1]) for k in keys]
+
+    settled = 0
+    for query in ("p0-jpeg", "p1-orig", "p2-half", "p3-crop_off_centre", "p4-screenshot", "other2"):
+        q = library[query][1]
+        for top_k in (1, 3, 10):
+            loaded.clear()
+            tiers = index.candidate_tiers(q, limit=200)
+            found = verify_tiers(KIND, q, tiers, load, SETTINGS, top_k, THRESHOLD)
+            if tiers.rest_seconds == 0.0:  # settled: the local stage never ran
+                settled += 1
+                assert sorted(loaded) == sorted(tiers.exact)
+                assert len(found) == top_k and found[-1].match.similarity_score > tiers.others_at_most
+            every = verify_tiers(KIND, q, Tiers.of(tiers.all()), load, SETTINGS, top_k, THRESHOLD)
+            assert [(h.item.external_id, h.match) for h in found] == [(h.item.external_id, h.match) for h in every]
+    assert settled >= 4  # near-identical queries with a small K
+
+
 # -- the exact stage, on constructed hashes ---------------------------------------------------------------
 def _fp(hashes: np.ndarray) -> ImageFingerprint:
     return ImageFingerprint(640, 480, (0, 0, 640, 480), 50, 200, tuple(bytes(h) for h in hashes))
@@ -324,6 +354,57 @@ def test_hash_stage_finds_items_shown_inside_the_query() -> None:
     assert index.candidates(shown, limit=0) == near  # nearest first: planted at 0, 1, 2, ... bits
     blank = dataclasses.replace(query, insets=(Inset((10, 10, 300, 200), 0, 0, bytes(inset_code)),))
     assert index.candidates(blank, limit=0) == []
+
+
+def test_hash_stage_is_exact_on_every_global_route() -> None:
+    """Every route of the compare's global score (``scoring.global_evidence``): the whole images, the
+    query's insets against any of an item's 8 hashes (a picture shown mirrored or turned inside a page),
+    and an item's insets against any of the query's 8 hashes (a catalog item that shows the query). Planted
+    at 0-40 bits on each route, among random items with random insets: the exact head holds exactly the items
+    whose global distance is within 31 bits, nearest first, so every other item scores at most the local
+    cap (``others_at_most``)."""
+    rng = np.random.default_rng(13)
+    query_codes = rng.integers(0, 256, (8, 32), dtype=np.uint8)
+    query_inset = rng.integers(0, 256, 32, dtype=np.uint8)
+    query = dataclasses.replace(_fp(query_codes), insets=(Inset((10, 10, 300, 200), 60, 200, bytes(query_inset)),))
+
+    def inset(code: np.ndarray, quality: int = 60) -> Inset:
+        return Inset((20, 20, 200, 150), quality, 200, bytes(code))
+
+    items: dict[int, ImageFingerprint] = {}
+    key = 0
+    for bits in range(0, 41):
+        spread = [bits // TABLES + (1 if t < bits % TABLES else 0) for t in range(TABLES)]
+        for route in ("query_inset_bk", "item_inset_qk", "item_inset_blank"):
+            hashes = rng.integers(0, 256, (8, 32), dtype=np.uint8)
+            k = int(rng.integers(0, 8))
+            insets = (inset(rng.integers(0, 256, 32, dtype=np.uint8)),)
+            if route == "query_inset_bk":
+                hashes[k] = _flip(query_inset, spread, rng)
+            elif route == "item_inset_qk":
+                insets += (inset(_flip(query_codes[k], spread, rng)),)
+            else:  # an uninformative inset never counts, in the index as in the compare
+                insets += (inset(_flip(query_codes[k], spread, rng), quality=0),)
+            items[key] = dataclasses.replace(_fp(hashes), insets=insets)
+            key += 1
+    for _ in range(2000):
+        items[key] = dataclasses.replace(
+            _fp(rng.integers(0, 256, (8, 32), dtype=np.uint8)), insets=(inset(rng.integers(0, 256, 32, dtype=np.uint8)),))
+        key += 1
+    index = ImageIndex(FAST)
+    index.add_many(list(items.items()))
+    image = SETTINGS.image
+    expected = sorted(
+        ((k, global_evidence(query, fp, image).global_bits) for k, fp in items.items()),
+        key=lambda kb: (kb[1], kb[0]),
+    )
+    expected = [kb for kb in expected if kb[1] <= 31]
+    assert len(expected) == 2 * 32  # the two counted routes at 0..31 bits
+    assert index.candidate_tiers(query, limit=0).exact == [k for k, _ in expected]
+    # Removed items leave every route.
+    for k, _ in expected[:5]:
+        index.remove(k)
+    assert index.candidate_tiers(query, limit=0).exact == [k for k, _ in expected[5:]]
 
 
 def test_postings_survive_merges_and_removals() -> None:

@@ -11,8 +11,9 @@ best first; each module's docstring says which of its stages are exact and what 
 Optional extensions, used when an index has them: ``add_many(items)`` adds a page of items at once; a
 class attribute ``compact = True`` says the index keeps its own compact arrays, so the replica holds no
 fingerprints and loads the candidates' from the store at search time; ``candidate_tiers(query, limit)``
-returns the candidates as a list of tiers, of which the replica compares the first in full and each later
-one only while a recent tier held a match (``replica.verify_tiers``, ``tier_patience``). A kind with a
+returns the candidates as ``Tiers``, of which the replica compares the first in full and each later one
+only while a recent tier held a match (``replica.verify_tiers``, ``tier_patience``), and none past the
+exact head of the first when that settles the top K. A kind with a
 ``compare_or_bound`` (``shared.protocol``) lets the replica skip the full compare of candidates that
 cannot reach its top K, with the same results.
 """
@@ -20,6 +21,9 @@ cannot reach its top K, with the same results.
 from __future__ import annotations
 
 import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from shared.protocol import Fingerprint
@@ -35,6 +39,41 @@ class CandidateIndex(Protocol):
         """Keys worth comparing with ``query``, best first when the index can rank them."""
 
     def __len__(self) -> int: ...
+
+
+@dataclass
+class Tiers:
+    """An index's candidates for one query, in tiers (best first), the later ones computed only if asked.
+
+    ``exact`` is the head of the first tier: it holds every item that can score above ``others_at_most``
+    (the image index's hash stage, exact at its radius). So once ``exact`` gives the search K hits above
+    ``others_at_most``, nothing else can enter its top K and ``rest`` need not be computed. ``rest`` makes
+    the remaining candidates: its first list completes the first tier, the others are the later tiers.
+    """
+
+    exact: list[int]
+    others_at_most: float
+    make_rest: Callable[[], list[list[int]]]
+    #: Seconds spent in ``make_rest`` (0 while it has not run): index time that the search paid for.
+    rest_seconds: float = 0.0
+    _rest: list[list[int]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, tiers: list[list[int]]) -> Tiers:
+        """Plain tiers, with no exact head: every tier is compared as the tier rule says."""
+        return cls([], float("inf"), lambda: tiers)
+
+    def rest(self) -> list[list[int]]:
+        if self._rest is None:
+            t0 = time.perf_counter()
+            self._rest = self.make_rest() or [[]]
+            self.rest_seconds = time.perf_counter() - t0
+        return self._rest
+
+    def all(self) -> list[list[int]]:
+        """Every tier, the first with its exact head (computes ``rest``)."""
+        rest = self.rest()
+        return [self.exact + rest[0], *rest[1:]]
 
 
 class BruteForceIndex:

@@ -6,16 +6,15 @@ query ``ImageFingerprint`` it proposes, best first, the few catalog items worth 
 
 Two stages, because the image compare has two kinds of evidence (``shared/kinds/image/scoring.py``):
 
-1. **Global hash, exact** (``image_hashes.py``): every live item whose dihedral hash distance to the
-   query (the compare's own ``best_alignment``) is at most ``image_hash_radius_bits`` (31 = a global score
-   of 0.80, the default match threshold) is returned, nearest first; so is every item whose hash, as it is,
-   lies within that distance of a picture found inside the query (its insets: a screenshot of a catalog
-   item). Insets shown mirrored or turned, and items' own insets, are not indexed: the local stage proposes
-   those. Multi-index hashing with
-   pigeonhole-sized probing makes this exact, not approximate: nothing the global stage would match at the
-   threshold is missed (``tests/test_index_image.py`` checks it against brute force; the benchmark on
-   10^6 items too). Re-encodings, resizes, colour edits, mirrors, quarter turns and uniform padding are
-   found here.
+1. **Global hash, exact** (``image_hashes.py``): every live item whose global distance to the query by
+   any of the compare's routes (``scoring.global_evidence``: the whole images' best dihedral alignment,
+   a picture found inside the query against any of the item's 8 hashes, or one found inside the item
+   against any of the query's) is at most ``image_hash_radius_bits`` (31 = a global score of 0.80, the
+   default match threshold) is returned, nearest first. Multi-index hashing with pigeonhole-sized probing
+   makes this exact, not approximate: nothing the global stage would match at the threshold is missed
+   (``tests/test_index_image.py`` checks it against the compare route by route; the benchmark on 10^6
+   items against brute force). Re-encodings, resizes, colour edits, mirrors, quarter turns, uniform
+   padding and screenshots are found here.
 2. **Local features, approximate** (``image_words.py``): visual-word votes over each item's ORB
    descriptors, ranked by weak geometric consistency, propose items for crops, canvases/screenshots,
    logos and small rotations, which the hash misses. Its recall per transform family is measured, not
@@ -23,16 +22,19 @@ Two stages, because the image compare has two kinds of evidence (``shared/kinds/
    watermarks on smooth pictures) has no index of its own: such copies are found only if one of the two
    stages proposes them.
 
-**Tiers** (``candidate_tiers``): the hash stage's items and the local stage's first
-``image_local_candidates`` (8) are compared in full; the local stage's next ones follow 8 at a time, up
-to ``image_local_candidates_max`` (64), each tier compared only while a tier held a match and at most
-``tier_patience`` (1) tiers since the last one with a match were dry (``replica.verify_tiers``). A catalog
-holding many copies of the query's picture has the whole cluster compared and the top K are its
-best-scoring copies, not the 8 with most votes; a query matching nothing costs one tier. (With a fixed
-cap of 8, the benchmark's 30 copies a photo filled the slots: 82% of pairwise recall at 200k.) Once K hits
-are in hand, a candidate whose score bound (``scoring.compare_or_bound``: the global stage, then the local
-stage's matches before RANSAC) is below the K-th hit's is not fully compared: the same top K, at a
-fraction of the compares when the top K are near-identical copies (the local evidence is capped at 0.90).
+**Tiers** (``candidate_tiers``, a ``shared.index.Tiers``): the hash stage's items (the exact head) and
+the local stage's first ``image_local_candidates`` (8) are compared in full; the local stage's next ones
+follow 8 at a time, up to ``image_local_candidates_max`` (64), each tier compared only while a tier held a
+match and at most ``tier_patience`` (1) tiers since the last one with a match were dry
+(``replica.verify_tiers``). A catalog holding many copies of the query's picture has the whole cluster
+compared and the top K are its best-scoring copies, not the 8 with most votes; a query matching nothing
+costs one tier. (With a fixed cap of 8, the benchmark's 30 copies a photo filled the slots: 82% of
+pairwise recall at 200k.) Once K hits are in hand, a candidate whose score bound
+(``scoring.compare_or_bound``: the global stage, then the local stage's matches before RANSAC) is below
+the K-th hit's is not fully compared. And since an item outside the exact head scores at most
+``others_at_most`` (the local cap, 0.90: its global distance is over the radius, and local and whole-frame
+evidence are capped), the local stage is not even run when the exact head alone gives K hits above it:
+near-identical queries cost a hash-stage search and the compares of their copies, with the same top K.
 
 Small catalogs (at most ``image_exhaustive_below`` live items) propose every item, ranked by the same
 rule: search there is exactly pairwise matching, at a few compares' cost.
@@ -57,9 +59,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.index import Tiers
 from shared.index.image_hashes import HashStage, alignment_bits, as_u64, inset_bits
 from shared.index.image_words import WordStage
-from shared.kinds.image.fingerprint import ImageFingerprint
+from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint
+from shared.kinds.image.scoring import score_from_bits
 from shared.protocol import Fingerprint
 from shared.settings import Settings
 
@@ -78,6 +82,9 @@ class ImageIndex:
         self.local_candidates_max = s.image_local_candidates_max
         self.exhaustive_below = s.image_exhaustive_below
         self.hashes = HashStage(s.image_hash_radius_bits)
+        # What an item the hash stage did not return can score at most: its global score is below the
+        # radius's, its local and whole-frame scores are capped (``shared/kinds/image/scoring.py``).
+        self.others_at_most = max(score_from_bits(s.image_hash_radius_bits + 1), settings.image.local_max_score)
         self.words = WordStage(
             s.image_local_keypoints,
             s.image_code_max_bits,
@@ -89,6 +96,8 @@ class ImageIndex:
         self._keys = np.zeros(1024, np.int64)
         self._alive = np.zeros(1024, bool)
         self._codes = np.zeros((1024, 8, 4), np.uint64)
+        self._inset_codes = np.zeros((1024, MAX_STORED_INSETS, 32), np.uint8)
+        self._inset_valid = np.zeros((1024, MAX_STORED_INSETS), bool)
         self._used = 0
 
     # -- the CandidateIndex protocol --------------------------------------------------------------------
@@ -111,11 +120,14 @@ class ImageIndex:
         self._used += len(items)
         codes = np.stack([np.frombuffer(b"".join(fp.hashes), np.uint8).reshape(8, 32) for fp in fps])
         self._codes[slots] = as_u64(codes)
-        for (key, _), slot in zip(items, slots.tolist(), strict=True):
+        for (key, _), slot, fp in zip(items, slots.tolist(), fps, strict=True):
             self._keys[slot] = key
             self._alive[slot] = True
             self._slot_of[key] = slot
-        self.hashes.add_many(slots, codes, self._alive)
+            for i, code in enumerate(self._informative_insets(fp)):
+                self._inset_codes[slot, i] = code
+                self._inset_valid[slot, i] = True
+        self.hashes.add_many(slots, codes, self._alive, self._inset_codes[slots], self._inset_valid[slots])
         self.words.add_many(slots, [fp.features for fp in fps])
 
     def remove(self, key: int) -> None:
@@ -127,45 +139,49 @@ class ImageIndex:
     def candidates(self, query: Fingerprint, limit: int) -> list[int]:
         """The first of ``candidate_tiers``: items within the hash radius, then the local stage's first
         ``image_local_candidates``."""
-        return self.candidate_tiers(query, limit)[0]
+        return self.candidate_tiers(query, limit).all()[0]
 
-    def candidate_tiers(self, query: Fingerprint, limit: int) -> list[list[int]]:
-        """Items within the hash radius (all of them, nearest first) and the local stage's first
-        ``image_local_candidates`` (most votes first) as the first tier; then its next ones, up to
-        ``image_local_candidates_max`` in all (and ``limit``), ``image_local_candidates`` a tier. The replica
-        compares a later tier only while a recent one held a match (``tier_patience``): a catalog holding many
-        copies of the query's picture has them all compared, ranked by score, rather than the 8 with most
-        votes."""
+    def candidate_tiers(self, query: Fingerprint, limit: int) -> Tiers:
+        """Items within the hash radius by any global route (all of them, nearest first) as ``exact``, the
+        head of the first tier; the local stage's first ``image_local_candidates`` (most votes first)
+        complete it, and its next ones follow, up to ``image_local_candidates_max`` in all (and ``limit``),
+        ``image_local_candidates`` a tier. The local stage runs only when the replica asks for those tiers:
+        not when the exact items already fill its top K above ``others_at_most``. The replica compares a
+        later tier only while a recent one held a match (``tier_patience``): a catalog holding many copies
+        of the query's picture has them all compared, ranked by score, rather than the 8 with most votes."""
         q = _image(query)
         qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
-        insets = self._inset_codes(q)
+        insets = self._informative_insets(q)
         if len(self._slot_of) <= self.exhaustive_below:
             slots = np.flatnonzero(self._alive[: self._used])
             bits = alignment_bits(qcodes, self._codes[slots])
             for code in insets:
                 bits = np.minimum(bits, inset_bits(code, self._codes[slots]))
-            return [[int(k) for k in self._keys[slots[np.lexsort((slots, bits))]]]]
-        exact, exact_bits = self.hashes.search(qcodes, self._codes[: self._used], self._alive)
-        if insets:
-            # A picture shown inside the query (a screenshot of a catalog item): nearest of every route first.
-            found = [(exact, exact_bits)]
-            found += [self.hashes.search_inset(code, self._codes[: self._used], self._alive) for code in insets]
-            slots, bits = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
-            slots = slots[np.lexsort((slots, bits))]
-            exact = slots[np.sort(np.unique(slots, return_index=True)[1])]  # each slot at its nearest
-        most = min(limit, max(self.local_candidates, self.local_candidates_max))
-        local, _ = self.words.search(q.features, self._alive[: self._used], most + len(exact))
-        seen = set(exact.tolist())
-        extra = [int(self._keys[s]) for s in local.tolist() if s not in seen][:most]
-        step = max(1, self.local_candidates)
-        first = [int(k) for k in self._keys[exact]] + extra[:step]
-        return [first] + [extra[i : i + step] for i in range(step, len(extra), step)]
+            return Tiers.of([[int(k) for k in self._keys[slots[np.lexsort((slots, bits))]]]])
+        used, alive = self._used, self._alive
+        # Every global route, each slot at its nearest: the whole images, the query's insets, the items'.
+        found = [self.hashes.search(qcodes, self._codes[:used], alive)]
+        found += [self.hashes.search_inset(code, self._codes[:used], alive) for code in insets]
+        found.append(self.hashes.search_item_insets(qcodes, self._inset_codes[:used], self._inset_valid[:used], alive))
+        slots, bits = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+        slots = slots[np.lexsort((slots, bits))]
+        exact = slots[np.sort(np.unique(slots, return_index=True)[1])]
 
-    def _inset_codes(self, q: ImageFingerprint) -> list[np.ndarray]:
-        """The query's informative insets (as the compare counts them), as 32-byte arrays."""
+        def local_tiers() -> list[list[int]]:
+            most = min(limit, max(self.local_candidates, self.local_candidates_max))
+            local, _ = self.words.search(q.features, self._alive[: self._used], most + len(exact))
+            seen = set(exact.tolist())
+            extra = [int(self._keys[s]) for s in local.tolist() if s not in seen][:most]
+            step = max(1, self.local_candidates)
+            return [extra[:step]] + [extra[i : i + step] for i in range(step, len(extra), step)]
+
+        return Tiers([int(k) for k in self._keys[exact]], self.others_at_most, local_tiers)
+
+    def _informative_insets(self, fp: ImageFingerprint) -> list[np.ndarray]:
+        """The fingerprint's informative insets (as the compare counts them), as 32-byte arrays."""
         return [
             np.frombuffer(inset.hash, np.uint8)
-            for inset in q.insets
+            for inset in fp.insets
             if inset.quality >= self.min_quality and inset.detail >= self.min_detail
         ]
 
@@ -180,7 +196,8 @@ class ImageIndex:
     def memory_bytes(self) -> dict[str, int]:
         """Bytes held by the index's arrays (the pk -> slot dict is estimated at 100 bytes an entry)."""
         return {
-            "hash_codes": self._codes[: self._used].nbytes,
+            "hash_codes": self._codes[: self._used].nbytes + self._inset_codes[: self._used].nbytes
+            + self._inset_valid[: self._used].nbytes,
             "hash_postings": self.hashes.postings.nbytes,
             "word_postings": self.words.nbytes,
             "slots": self._keys[: self._used].nbytes + self._alive[: self._used].nbytes + 100 * len(self._slot_of),
@@ -198,12 +215,17 @@ class ImageIndex:
         while cap < need:
             cap *= 2
         self._keys = np.resize(self._keys, cap)
-        alive = np.zeros(cap, bool)
-        alive[: len(self._alive)] = self._alive
-        self._alive = alive
-        codes = np.zeros((cap, 8, 4), np.uint64)
-        codes[: len(self._codes)] = self._codes
-        self._codes = codes
+        self._alive = _resized(self._alive, cap)
+        self._codes = _resized(self._codes, cap)
+        self._inset_codes = _resized(self._inset_codes, cap)
+        self._inset_valid = _resized(self._inset_valid, cap)
+
+
+def _resized(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` with ``rows`` rows, the new ones zero."""
+    out = np.zeros((rows, *array.shape[1:]), array.dtype)
+    out[: len(array)] = array
+    return out
 
 
 def _image(fp: Fingerprint) -> ImageFingerprint:

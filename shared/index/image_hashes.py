@@ -38,9 +38,9 @@ from shared.index.image_postings import Postings, sorted_unique
 TABLES = 16
 SUB_BITS = 16
 _SUB_VALUES = 1 << SUB_BITS
-#: Key spaces: item hash 0, and item hashes 1-7.
+#: Key spaces: item hash 0, item hashes 1-7, item insets.
 _SPACE = TABLES * _SUB_VALUES
-N_KEYS = 2 * _SPACE
+N_KEYS = 3 * _SPACE
 
 
 def substrings(codes: np.ndarray) -> np.ndarray:
@@ -68,12 +68,20 @@ class HashStage:
         self.postings = Postings(N_KEYS, np.uint8)
         self._table_base = np.arange(TABLES, dtype=np.int64) * _SUB_VALUES
 
-    def add_many(self, slots: np.ndarray, codes: np.ndarray, alive: np.ndarray) -> None:
+    def add_many(
+        self, slots: np.ndarray, codes: np.ndarray, alive: np.ndarray, inset_codes: np.ndarray, inset_valid: np.ndarray
+    ) -> None:
         """Index the (n, 8, 32) uint8 hashes of ``slots``: hash 0's 16 substrings in the first key space,
-        the distinct substrings of hashes 1-7 in the second."""
+        the distinct substrings of hashes 1-7 in the second; and their (n, I, 32) inset hashes where
+        ``inset_valid`` (n, I) in the third, each posting's payload the inset's index ``i``."""
         n = len(slots)
         if n == 0:
             return
+        owner_i, inset_i = np.nonzero(inset_valid)
+        inset_keys = (self._table_base[None, :] + substrings(inset_codes[owner_i, inset_i])).ravel() + 2 * _SPACE
+        self.postings.add(
+            inset_keys, np.repeat(slots[owner_i], TABLES).astype(np.uint32), np.repeat(inset_i, TABLES), alive
+        )
         subs = substrings(codes.reshape(-1, 32)).reshape(n, 8, TABLES)
         keys0 = self._table_base[None, :] + subs[:, 0, :]  # (n, TABLES)
         rest = np.sort((self._table_base[None, None, :] + subs[:, 1:, :]).reshape(n, -1), axis=1) + _SPACE
@@ -102,12 +110,28 @@ class HashStage:
         """Live slots whose hash 0 lies within the radius of one picture found inside the query (its 32-byte
         inset hash), nearest first, each with the compare's inset distance ``min_k d(inset, b[k])``.
 
-        Only item hash 0's key space is probed (the other holds seven times the postings): a picture shown
-        mirrored or turned inside a page is left to the local stage.
+        Both key spaces of item hashes are probed, so a picture shown mirrored or turned is found too.
         """
         subs = substrings(code[None, :])[0]
         probes = ((subs[:, None] ^ self._masks[None, :]) + self._table_base[:, None]).ravel()
-        return self._within_radius(probes, lambda slots: inset_bits(code, codes64[slots]), alive)
+        return self._within_radius(
+            np.concatenate([probes, probes + _SPACE]), lambda slots: inset_bits(code, codes64[slots]), alive
+        )
+
+    def search_item_insets(
+        self, query_codes: np.ndarray, inset_codes: np.ndarray, inset_valid: np.ndarray, alive: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Live slots holding an inset within the radius of the query (one of its 8 dihedral hashes), nearest
+        first, each with the compare's distance ``min_i min_k d(q[k], inset_i)``.
+
+        ``inset_codes``, ``inset_valid``: every slot's (slots, I, 32) inset hashes and which of them count.
+        """
+        subs = substrings(query_codes)  # (8, TABLES)
+        probes = ((subs[:, :, None] ^ self._masks[None, None, :]) + self._table_base[None, :, None]).ravel()
+        return self._within_radius(
+            probes + 2 * _SPACE, lambda slots: item_inset_bits(query_codes, inset_codes[slots], inset_valid[slots]),
+            alive,
+        )
 
     def _within_radius(
         self, probes: np.ndarray, distance: Callable[[np.ndarray], np.ndarray], alive: np.ndarray
@@ -143,6 +167,14 @@ def inset_bits(code: np.ndarray, item_codes64: np.ndarray) -> np.ndarray:
     """The compare's inset distance for every item: min over k of d(inset, b[k])."""
     d = _hammings(np.asarray(code, np.uint8).reshape(1, 32), _as_u8(item_codes64))
     return d.reshape(len(item_codes64), 8).min(axis=1).astype(np.int64)
+
+
+def item_inset_bits(query_codes: np.ndarray, inset_codes: np.ndarray, inset_valid: np.ndarray) -> np.ndarray:
+    """The compare's distance from the query to each item's insets: min over the item's valid insets ``i``
+    and the query's 8 hashes ``k`` of d(q[k], inset_i) (257 for an item with none)."""
+    n, per_item = inset_valid.shape
+    d = _hammings(np.asarray(query_codes, np.uint8).reshape(8, 32), inset_codes.reshape(-1, 32)).min(axis=0)
+    return np.where(inset_valid, d.reshape(n, per_item), 257).min(axis=1, initial=257).astype(np.int64)
 
 
 def as_u64(codes: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.index import CandidateIndex, make_index
+from shared.index import CandidateIndex, Tiers, make_index
 from shared.protocol import Fingerprint, Match, MediaKind
 from shared.settings import Settings
 from shared.store import ItemRecord, Store
@@ -133,14 +133,15 @@ class CatalogIndex:
                 "shard": shard}
 
 
-def candidate_tiers(index: CandidateIndex, query: Fingerprint, limit: int) -> list[list[int]]:
+def candidate_tiers(index: CandidateIndex, query: Fingerprint, limit: int) -> Tiers:
     """The index's candidates in tiers (its ``candidate_tiers`` when it has one; else one tier)."""
     tiers = getattr(index, "candidate_tiers", None)
-    return tiers(query, limit) if tiers is not None else [index.candidates(query, limit)]
+    found = tiers(query, limit) if tiers is not None else [index.candidates(query, limit)]
+    return found if isinstance(found, Tiers) else Tiers.of(found)
 
 
 def verify_tiers(
-    kind: MediaKind, query: Fingerprint, tiers: list[list[int]],
+    kind: MediaKind, query: Fingerprint, tiers: Tiers | list[list[int]],
     load: Callable[[list[int]], list[tuple[ItemRecord, Fingerprint]]], settings: Settings, top_k: int,
     threshold: float,
 ) -> list[Hit]:
@@ -158,14 +159,19 @@ def verify_tiers(
     top K never worse, but kept near-identical queries loading every tier for nothing: 108 candidates
     loaded at the median instead of 73 at 10^6.) So the search may stop a tier earlier than without bounds,
     when a tier's only matches could not enter the top K; how often that changes the top K is measured in
-    ``bench/catalog/image/REPORT.md``."""
+    ``bench/catalog/image/REPORT.md``.
+
+    **Exact head.** ``tiers.exact`` is compared first; when it gives K hits whose K-th score (as ranked,
+    to 4 places) is above ``tiers.others_at_most``, no other candidate can enter the top K, and the rest
+    of the tiers are neither computed nor compared: the same top K."""
+    if not isinstance(tiers, Tiers):
+        tiers = Tiers.of(tiers)
     bounded = getattr(kind, "compare_or_bound", None)
     top: list[tuple[float, str]] = []  # the best top_k rank keys so far
     hits: list[Hit] = []
-    dry: int | None = None  # tiers without a match since the last one with a match (None: none yet)
-    for i, keys in enumerate(tiers):
-        if i and (dry is None or dry > settings.index.tier_patience):
-            break
+
+    def compare_all(keys: list[int]) -> bool:
+        """Compare ``keys`` (or bound them); whether one matched."""
         matched = False
         for item, fp in load(keys):
             if bounded is not None and len(top) >= top_k > 0:
@@ -181,6 +187,16 @@ def verify_tiers(
                 hits.append(Hit(item, found))
                 bisect.insort(top, rank_key(score, item.external_id))
                 del top[top_k:]
+        return matched
+
+    head_matched = compare_all(tiers.exact) if tiers.exact else False
+    # As in the bound's floor: below this, a score rounds under the K-th hit's.
+    settled = len(top) >= top_k > 0 and -top[-1][0] - 5e-5 > tiers.others_at_most
+    dry: int | None = None  # tiers without a match since the last one with a match (None: none yet)
+    for i, keys in enumerate([] if settled else tiers.rest()):
+        if i and (dry is None or dry > settings.index.tier_patience):
+            break
+        matched = compare_all(keys) | (head_matched and i == 0)
         if matched:
             dry = 0
         elif dry is not None:

@@ -45,7 +45,7 @@ def main() -> None:
     for n, p in enumerate(queries):
         query = real[p.target]
         tiers = candidate_tiers(index, query, max(TOP_K * 20, settings.index.min_candidates))
-        held = {k: (record(k, name_of(k)), fingerprint_of(k)) for tier in tiers for k in tier}
+        held = {k: (record(k, name_of(k)), fingerprint_of(k)) for tier in tiers.all() for k in tier}
 
         loaded: list[int] = []
 

@@ -11,6 +11,9 @@ the statistics of real ones without being a copy of any real image:
 * **keypoints**: A's positions, angles and octaves, each with the (mirror-closed) descriptor of a random
   keypoint of a random pool fingerprint, 6% of the bits flipped (~8 of 128): real ORB descriptors, in a
   geometry that belongs to no real image.
+* **insets**: A's boxes, qualities and details (so as many are informative as in real fingerprints), each
+  hash a uniform bitwise crossover of A's inset hash and B's hash 0, then 5% of the bits flipped: the image
+  index posts and probes them as it would real ones, and they match nothing.
 * **thumbnail**: A's, flipped upside down and rolled by a random offset (so it lines up with nothing).
 * size, trim box, quality and detail: A's.
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.kinds.image.features import Features
-from shared.kinds.image.fingerprint import ImageFingerprint
+from shared.kinds.image.fingerprint import ImageFingerprint, Inset
 from shared.kinds.image.hashing import DIHEDRALS
 
 HASH_FLIP = 0.05
@@ -55,10 +58,16 @@ class Distractors:
             rows = rng.integers(0, len(self._desc), n)
             flips = np.packbits(rng.random((n, 128)) < DESC_FLIP, axis=1)
             pts["desc"] = self._desc[rows] ^ flips
+        insets = []
+        for inset in base.insets:
+            own = np.unpackbits(np.frombuffer(inset.hash, np.uint8))
+            other = self._bits[b, 0].ravel()
+            bits = np.where(rng.random(256) < 0.5, own, other) ^ (rng.random(256) < HASH_FLIP)
+            insets.append(Inset(inset.box, inset.quality, inset.detail, np.packbits(bits).tobytes()))
         thumb = np.flipud(base.thumb)
         if thumb.size:
             thumb = np.roll(thumb, (int(rng.integers(0, thumb.shape[0])), int(rng.integers(0, thumb.shape[1]))), (0, 1))
         return ImageFingerprint(
             base.width, base.height, base.trim, base.quality, base.detail, tuple(hashes),
-            Features(base.features.width, base.features.height, pts), np.ascontiguousarray(thumb),
+            Features(base.features.width, base.features.height, pts), np.ascontiguousarray(thumb), tuple(insets),
         )
