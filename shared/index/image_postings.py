@@ -48,6 +48,7 @@ class _Run:
         if self.offsets is not None:
             return self.offsets[q], self.offsets[q + 1]
         assert self.keys is not None
+        q = q.astype(self.keys.dtype)  # int64 queries would make numpy cast every key, at each call
         return np.searchsorted(self.keys, q, "left"), np.searchsorted(self.keys, q, "right")
 
     def all_keys(self) -> np.ndarray:

@@ -1,0 +1,134 @@
+"""What each global route of the image index's exact stage costs at catalog scale (issue 6), hashes only.
+
+The exact stage (``shared/index/image_hashes.py``) answers four routes of the compare's global score: the
+whole images (``search``), a picture inside the query against item hash 0 (the only inset route before
+2026-11-27) and against item hashes 1-7 (``search_inset`` now probes both), and the pictures inside items
+against the query's 8 hashes (``search_item_insets``). This builds the hash stage alone for ``--items``
+items: the catalog's real fingerprints (``real.py``) and synthetic distractors made as ``distractors.py``
+makes their hashes and insets (a crossover of two real fingerprints' bits, 5% flipped; vectorised here, so
+the bits differ from ``run.py``'s distractors but not their statistics). Then it times each route for
+the seed-0 variants (``run.py``'s recall queries), one thread, and counts the postings each scans.
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.catalog.image.hash_routes --items 1000000 --out ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench.catalog.image.distractors import HASH_FLIP  # noqa: E402
+from bench.catalog.image.real import load as load_real  # noqa: E402
+from bench.catalog.image.run import pct, uptime  # noqa: E402
+from bench.image import dataset  # noqa: E402
+from shared.index.image_hashes import HashStage, as_u64, inset_bits, substrings  # noqa: E402
+from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+
+
+def arrays(fps: list[ImageFingerprint], settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, 8, 32) hashes, (n, I, 32) inset hashes and (n, I) which insets count, as the index keeps them."""
+    codes = np.stack([np.frombuffer(b"".join(fp.hashes), np.uint8).reshape(8, 32) for fp in fps])
+    insets = np.zeros((len(fps), MAX_STORED_INSETS, 32), np.uint8)
+    valid = np.zeros((len(fps), MAX_STORED_INSETS), bool)
+    for n, fp in enumerate(fps):
+        for i, inset in enumerate(fp.insets):
+            insets[n, i] = np.frombuffer(inset.hash, np.uint8)
+            valid[n, i] = inset.quality >= settings.image.min_quality and inset.detail >= settings.image.min_detail_coefficients
+    return codes, insets, valid
+
+
+def distractors(pool: tuple[np.ndarray, np.ndarray, np.ndarray], n: int, rng: np.random.Generator) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` distractors' hashes and insets: per item, a bitwise crossover of two pool items A and B (one mask
+    for the 8 hashes; the dihedral transposes are ignored here), 5% of the bits flipped; A's insets'
+    validity, each inset hash a crossover of A's and B's hash 0."""
+    codes, insets, valid = pool
+    a, b = rng.integers(0, len(codes), n), rng.integers(0, len(codes), n)
+    bits = np.unpackbits(codes, axis=-1)  # (p, 8, 256)
+    mask = rng.random((n, 1, 256)) < 0.5
+    out = np.where(mask, bits[a], bits[b]) ^ (rng.random((n, 8, 256)) < HASH_FLIP)
+    ibits = np.unpackbits(insets, axis=-1)  # (p, I, 256)
+    imask = rng.random((n, MAX_STORED_INSETS, 256)) < 0.5
+    iout = np.where(imask, ibits[a], bits[b][:, :1]) ^ (rng.random((n, MAX_STORED_INSETS, 256)) < HASH_FLIP)
+    return np.packbits(out, axis=-1), np.packbits(iout, axis=-1), valid[a].copy()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=1_000_000)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    faiss.omp_set_num_threads(1)
+    settings = Settings.from_env()
+    real = {k: ImageFingerprint.from_bytes(v) for k, v in load_real().items()}
+    names = sorted(k for k in real if k.startswith("orig/") or k.startswith("seed1/"))
+    pool = arrays([real[n] for n in names], settings)
+    parts = [pool]
+    rng = np.random.default_rng(20261127)
+    t0 = time.perf_counter()
+    left = args.items - len(names)
+    while left > 0:
+        parts.append(distractors(pool, min(left, 50_000), rng))
+        left -= len(parts[-1][0])
+    codes, insets, valid = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    n = len(codes)
+    alive = np.ones(n, bool)
+    stage = HashStage(settings.index.image_hash_radius_bits)
+    for start in range(0, n, 50_000):
+        s = np.arange(start, min(start + 50_000, n))
+        stage.add_many(s, codes[s], alive, insets[s], valid[s])
+    stage.postings.merge(alive)
+    codes64 = as_u64(codes)
+    build_s = time.perf_counter() - t0
+    print(f"built {n} items in {build_s:.0f} s; {stage.postings.nbytes / n:.0f} B of postings an item", flush=True)
+
+    queries = [real[p.target] for p in dataset.build(0) if p.label == 1]
+    ms: dict[str, list[float]] = {"whole": [], "query_insets_hash0": [], "query_insets_all": [], "item_insets": []}
+    found: dict[str, int] = dict.fromkeys(ms, 0)
+    u0 = uptime()
+    for q in queries:
+        qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
+        q_insets = arrays([q], settings)
+        own = [q_insets[1][0, i] for i in range(MAX_STORED_INSETS) if q_insets[2][0, i]]
+        t_a = time.perf_counter()
+        found["whole"] += len(stage.search(qcodes, codes64, alive)[0])
+        t_b = time.perf_counter()
+        for code in own:  # before: item hash 0's key space only
+            subs = substrings(code[None, :])[0]
+            probes = ((subs[:, None] ^ stage._masks[None, :]) + stage._table_base[:, None]).ravel()  # noqa: SLF001
+            found["query_insets_hash0"] += len(stage._within_radius(  # noqa: SLF001
+                probes, lambda slots, code=code: inset_bits(code, codes64[slots]), alive)[0])
+        t_c = time.perf_counter()
+        for code in own:
+            found["query_insets_all"] += len(stage.search_inset(code, codes64, alive)[0])
+        t_d = time.perf_counter()
+        found["item_insets"] += len(stage.search_item_insets(qcodes, insets, valid, alive)[0])
+        t_e = time.perf_counter()
+        for key, v in (("whole", t_b - t_a), ("query_insets_hash0", t_c - t_b), ("query_insets_all", t_d - t_c),
+                       ("item_insets", t_e - t_d)):
+            ms[key].append(1000 * v)
+    old = [a + b for a, b in zip(ms["whole"], ms["query_insets_hash0"], strict=True)]
+    new = [a + b + c for a, b, c in zip(ms["whole"], ms["query_insets_all"], ms["item_insets"], strict=True)]
+    result = {
+        "items": n, "build_s": round(build_s, 1), "postings_bytes_per_item": round(stage.postings.nbytes / n, 1),
+        "queries": len(queries), "queries_with_insets": sum(bool(fp.insets) for fp in queries),
+        "uptime_before": u0, "uptime_after": uptime(),
+        "ms": {k: {"p50": round(pct(v, 50), 2), "p90": round(pct(v, 90), 2), "p99": round(pct(v, 99), 2),
+                   "mean": round(float(np.mean(v)), 2)} for k, v in {**ms, "before": old, "now": new}.items()},
+        "found": found,
+    }
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
