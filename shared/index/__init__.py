@@ -43,19 +43,22 @@ class CandidateIndex(Protocol):
 
 @dataclass
 class Tiers:
-    """An index's candidates for one query, in tiers (best first), the later ones computed only if asked.
+    """An index's candidates for one query, in tiers (best first), the costly parts computed only if asked.
 
-    ``exact`` is the head of the first tier: it holds every item that can score above ``others_at_most``
-    (the image index's hash stage, exact at its radius). So once ``exact`` gives the search K hits above
-    ``others_at_most``, nothing else can enter its top K and ``rest`` need not be computed. ``rest`` makes
-    the remaining candidates: its first list completes the first tier, the others are the later tiers.
+    ``exact`` is the head of the first tier. With ``complete()`` (the rest of the exact head, when the index
+    has one) it holds every item that can score above ``others_at_most``: the image index's hash stage,
+    exact at its radius. So once the head gives the search K hits above ``others_at_most``, the search
+    compares ``complete()``'s items and stops: nothing else can enter its top K, and ``rest`` is never
+    computed. ``rest()`` makes the remaining candidates: its first list completes the first tier, the
+    others are the later tiers.
     """
 
     exact: list[int]
     others_at_most: float
     make_rest: Callable[[], list[list[int]]]
-    #: Seconds spent in ``make_rest`` (0 while it has not run): index time that the search paid for.
-    rest_seconds: float = 0.0
+    complete: Callable[[], list[int]] = list
+    #: Seconds spent in ``make_rest`` and ``complete`` (0 while neither ran): index time the search paid.
+    lazy_seconds: float = 0.0
     _rest: list[list[int]] | None = field(default=None, repr=False)
 
     @classmethod
@@ -63,17 +66,30 @@ class Tiers:
         """Plain tiers, with no exact head: every tier is compared as the tier rule says."""
         return cls([], float("inf"), lambda: tiers)
 
+    def completion(self) -> list[int]:
+        t0 = time.perf_counter()
+        more = self.complete()
+        self.lazy_seconds += time.perf_counter() - t0
+        return more
+
     def rest(self) -> list[list[int]]:
         if self._rest is None:
             t0 = time.perf_counter()
             self._rest = self.make_rest() or [[]]
-            self.rest_seconds = time.perf_counter() - t0
+            self.lazy_seconds += time.perf_counter() - t0
         return self._rest
 
+    @property
+    def settled(self) -> bool:
+        """Whether the search ended on the exact head (``rest`` was never computed)."""
+        return self._rest is None
+
     def all(self) -> list[list[int]]:
-        """Every tier, the first with its exact head (computes ``rest``)."""
+        """Every candidate once, in tiers, the first with the whole exact head (computes everything)."""
         rest = self.rest()
-        return [self.exact + rest[0], *rest[1:]]
+        seen: set[int] = set()
+        return [[k for k in tier if k not in seen and not seen.add(k)]  # type: ignore[func-returns-value]
+                for tier in [self.exact + self.completion() + rest[0], *rest[1:]]]
 
 
 class BruteForceIndex:

@@ -68,6 +68,9 @@ from shared.protocol import Fingerprint
 from shared.settings import Settings
 
 _NO_SLOT = -1
+#: The exact head's routes searched first (``image_hashes.ROUTES``), and those searched to settle a search.
+HEAD_ROUTES = ("whole", "query_insets_as_is")
+COMPLETION_ROUTES = ("query_insets_turned", "item_insets")
 
 
 class ImageIndex:
@@ -96,8 +99,7 @@ class ImageIndex:
         self._keys = np.zeros(1024, np.int64)
         self._alive = np.zeros(1024, bool)
         self._codes = np.zeros((1024, 8, 4), np.uint64)
-        self._inset_codes = np.zeros((1024, MAX_STORED_INSETS, 32), np.uint8)
-        self._inset_valid = np.zeros((1024, MAX_STORED_INSETS), bool)
+        self._insets = np.zeros((1024, MAX_STORED_INSETS, 4), np.uint64)
         self._used = 0
 
     # -- the CandidateIndex protocol --------------------------------------------------------------------
@@ -120,14 +122,16 @@ class ImageIndex:
         self._used += len(items)
         codes = np.stack([np.frombuffer(b"".join(fp.hashes), np.uint8).reshape(8, 32) for fp in fps])
         self._codes[slots] = as_u64(codes)
-        for (key, _), slot, fp in zip(items, slots.tolist(), fps, strict=True):
+        insets = np.zeros((len(items), MAX_STORED_INSETS, 32), np.uint8)
+        valid = np.zeros((len(items), MAX_STORED_INSETS), bool)
+        for n, ((key, _), slot, fp) in enumerate(zip(items, slots.tolist(), fps, strict=True)):
             self._keys[slot] = key
             self._alive[slot] = True
             self._slot_of[key] = slot
             for i, code in enumerate(self._informative_insets(fp)):
-                self._inset_codes[slot, i] = code
-                self._inset_valid[slot, i] = True
-        self.hashes.add_many(slots, codes, self._alive, self._inset_codes[slots], self._inset_valid[slots])
+                insets[n, i], valid[n, i] = code, True
+        self._insets[slots] = insets.view(np.uint64).reshape(len(items), MAX_STORED_INSETS, 4)
+        self.hashes.add_many(slots, codes, self._alive, insets, valid)
         self.words.add_many(slots, [fp.features for fp in fps])
 
     def remove(self, key: int) -> None:
@@ -158,14 +162,18 @@ class ImageIndex:
             for code in insets:
                 bits = np.minimum(bits, inset_bits(code, self._codes[slots]))
             return Tiers.of([[int(k) for k in self._keys[slots[np.lexsort((slots, bits))]]]])
-        used, alive = self._used, self._alive
-        # Every global route, each slot at its nearest: the whole images, the query's insets, the items'.
-        found = [self.hashes.search(qcodes, self._codes[:used], alive)]
-        found += [self.hashes.search_inset(code, self._codes[:used], alive) for code in insets]
-        found.append(self.hashes.search_item_insets(qcodes, self._inset_codes[:used], self._inset_valid[:used], alive))
-        slots, bits = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
-        slots = slots[np.lexsort((slots, bits))]
-        exact = slots[np.sort(np.unique(slots, return_index=True)[1])]
+        query_insets = np.array(insets, np.uint8).reshape(-1, 32)
+
+        def search(routes: tuple[str, ...]) -> np.ndarray:
+            return self.hashes.search(qcodes, query_insets, self._codes, self._insets, self._alive, routes)[0]
+
+        # The routes the local stage would not find (a picture shown turned inside the query, or the query
+        # inside an item) cost more than the others together: searched only when they can settle the top K.
+        exact = search(HEAD_ROUTES)
+
+        def completion() -> list[int]:
+            found = search(COMPLETION_ROUTES)
+            return [int(k) for k in self._keys[found[~np.isin(found, exact)]]]
 
         def local_tiers() -> list[list[int]]:
             most = min(limit, max(self.local_candidates, self.local_candidates_max))
@@ -175,7 +183,7 @@ class ImageIndex:
             step = max(1, self.local_candidates)
             return [extra[:step]] + [extra[i : i + step] for i in range(step, len(extra), step)]
 
-        return Tiers([int(k) for k in self._keys[exact]], self.others_at_most, local_tiers)
+        return Tiers([int(k) for k in self._keys[exact]], self.others_at_most, local_tiers, completion)
 
     def _informative_insets(self, fp: ImageFingerprint) -> list[np.ndarray]:
         """The fingerprint's informative insets (as the compare counts them), as 32-byte arrays."""
@@ -190,14 +198,14 @@ class ImageIndex:
         """(key, bits) of every item within the hash radius, nearest first: the exact stage alone."""
         q = _image(query)
         qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
-        slots, bits = self.hashes.search(qcodes, self._codes[: self._used], self._alive)
+        slots, bits = self.hashes.search(qcodes, np.zeros((0, 32), np.uint8), self._codes, self._insets, self._alive,
+                                         ("whole",))
         return [(int(self._keys[s]), int(b)) for s, b in zip(slots.tolist(), bits.tolist(), strict=True)]
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes held by the index's arrays (the pk -> slot dict is estimated at 100 bytes an entry)."""
         return {
-            "hash_codes": self._codes[: self._used].nbytes + self._inset_codes[: self._used].nbytes
-            + self._inset_valid[: self._used].nbytes,
+            "hash_codes": self._codes[: self._used].nbytes + self._insets[: self._used].nbytes,
             "hash_postings": self.hashes.postings.nbytes,
             "word_postings": self.words.nbytes,
             "slots": self._keys[: self._used].nbytes + self._alive[: self._used].nbytes + 100 * len(self._slot_of),
@@ -217,8 +225,7 @@ class ImageIndex:
         self._keys = np.resize(self._keys, cap)
         self._alive = _resized(self._alive, cap)
         self._codes = _resized(self._codes, cap)
-        self._inset_codes = _resized(self._inset_codes, cap)
-        self._inset_valid = _resized(self._inset_valid, cap)
+        self._insets = _resized(self._insets, cap)
 
 
 def _resized(array: np.ndarray, rows: int) -> np.ndarray:

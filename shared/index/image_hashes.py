@@ -28,12 +28,11 @@ brute-force scan of every item's 8 hashes (with the same ``hammings``), with ide
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 
 import faiss
 import numpy as np
 
-from shared.index.image_postings import Postings, sorted_unique
+from shared.index.image_postings import Postings, run_starts
 
 TABLES = 16
 SUB_BITS = 16
@@ -41,6 +40,8 @@ _SUB_VALUES = 1 << SUB_BITS
 #: Key spaces: item hash 0, item hashes 1-7, item insets.
 _SPACE = TABLES * _SUB_VALUES
 N_KEYS = 3 * _SPACE
+#: The compare's global routes (``HashStage.search``).
+ROUTES = ("whole", "query_insets_as_is", "query_insets_turned", "item_insets")
 
 
 def substrings(codes: np.ndarray) -> np.ndarray:
@@ -58,7 +59,14 @@ def _flip_masks(flips: int) -> np.ndarray:
 
 
 class HashStage:
-    """Postings for the 8 hashes of each slot; the caller owns the slots' codes and liveness."""
+    """Postings for the 8 hashes and the insets of each slot; the caller owns the slots' codes and liveness.
+
+    A posting's payload says which of its item's codes it stands for: in the hash spaces a bitmask over the
+    item's 8 hashes (hash 0 in the first; in the second, the hashes 1-7 sharing that substring), in the
+    inset space the inset's index. So each probe hit is checked on one pair of 256-bit codes, the probing
+    query code against the posted item code, and only the hits within the radius are kept: the global
+    distance of an item found by several is the smallest (the pair that achieves it is itself probed).
+    """
 
     def __init__(self, radius_bits: int) -> None:
         if not 0 <= radius_bits < 3 * SUB_BITS:
@@ -67,84 +75,99 @@ class HashStage:
         self._masks = _flip_masks(radius_bits // TABLES)
         self.postings = Postings(N_KEYS, np.uint8)
         self._table_base = np.arange(TABLES, dtype=np.int64) * _SUB_VALUES
+        self._hash_bit = (1 << np.arange(8, dtype=np.int64))[None, :, None]
 
     def add_many(
         self, slots: np.ndarray, codes: np.ndarray, alive: np.ndarray, inset_codes: np.ndarray, inset_valid: np.ndarray
     ) -> None:
         """Index the (n, 8, 32) uint8 hashes of ``slots``: hash 0's 16 substrings in the first key space,
-        the distinct substrings of hashes 1-7 in the second; and their (n, I, 32) inset hashes where
-        ``inset_valid`` (n, I) in the third, each posting's payload the inset's index ``i``."""
+        the distinct substrings of hashes 1-7 in the second (payload: which of them have it); and their
+        (n, I, 32) inset hashes where ``inset_valid`` (n, I) in the third (payload: the inset's index)."""
         n = len(slots)
         if n == 0:
             return
+        subs = substrings(codes.reshape(-1, 32)).reshape(n, 8, TABLES) + self._table_base
+        keys0 = subs[:, 0, :].ravel()
+        rest = (subs[:, 1:, :] + _SPACE).reshape(n, -1)
+        bits = np.broadcast_to(self._hash_bit[:, 1:, :], (n, 7, TABLES)).reshape(n, -1)
+        order = np.argsort(rest, axis=1)
+        rest, bits = np.take_along_axis(rest, order, 1), np.take_along_axis(bits, order, 1)
+        distinct = np.ones(rest.shape, bool)
+        distinct[:, 1:] = rest[:, 1:] != rest[:, :-1]
+        firsts = np.flatnonzero(distinct.ravel())
         owner_i, inset_i = np.nonzero(inset_valid)
         inset_keys = (self._table_base[None, :] + substrings(inset_codes[owner_i, inset_i])).ravel() + 2 * _SPACE
         self.postings.add(
-            inset_keys, np.repeat(slots[owner_i], TABLES).astype(np.uint32), np.repeat(inset_i, TABLES), alive
-        )
-        subs = substrings(codes.reshape(-1, 32)).reshape(n, 8, TABLES)
-        keys0 = self._table_base[None, :] + subs[:, 0, :]  # (n, TABLES)
-        rest = np.sort((self._table_base[None, None, :] + subs[:, 1:, :]).reshape(n, -1), axis=1) + _SPACE
-        distinct = np.ones(rest.shape, bool)
-        distinct[:, 1:] = rest[:, 1:] != rest[:, :-1]
-        keys = np.concatenate([keys0.ravel(), rest[distinct]])
-        owner = np.concatenate([np.repeat(slots, TABLES), np.repeat(slots, distinct.sum(axis=1))])
-        self.postings.add(keys, owner.astype(np.uint32), np.zeros(len(keys), np.uint8), alive)
-
-    def probe_keys(self, query_codes: np.ndarray) -> np.ndarray:
-        """Keys whose postings hold every slot that may lie within the radius (see the module docstring)."""
-        subs = substrings(query_codes)  # (8, TABLES)
-        probes = (subs[:, :, None] ^ self._masks[None, None, :]) + self._table_base[None, :, None]
-        return np.concatenate([probes.ravel(), probes[0].ravel() + _SPACE])
-
-    def search(self, query_codes: np.ndarray, codes64: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Live slots within the radius and their distances (the compare's), nearest first.
-
-        ``codes64``: every slot's hashes as (slots, 8, 4) uint64.
-        """
-        return self._within_radius(
-            self.probe_keys(query_codes), lambda slots: alignment_bits(query_codes, codes64[slots]), alive
-        )
-
-    def search_inset(self, code: np.ndarray, codes64: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Live slots whose hash 0 lies within the radius of one picture found inside the query (its 32-byte
-        inset hash), nearest first, each with the compare's inset distance ``min_k d(inset, b[k])``.
-
-        Both key spaces of item hashes are probed, so a picture shown mirrored or turned is found too.
-        """
-        subs = substrings(code[None, :])[0]
-        probes = ((subs[:, None] ^ self._masks[None, :]) + self._table_base[:, None]).ravel()
-        return self._within_radius(
-            np.concatenate([probes, probes + _SPACE]), lambda slots: inset_bits(code, codes64[slots]), alive
-        )
-
-    def search_item_insets(
-        self, query_codes: np.ndarray, inset_codes: np.ndarray, inset_valid: np.ndarray, alive: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Live slots holding an inset within the radius of the query (one of its 8 dihedral hashes), nearest
-        first, each with the compare's distance ``min_i min_k d(q[k], inset_i)``.
-
-        ``inset_codes``, ``inset_valid``: every slot's (slots, I, 32) inset hashes and which of them count.
-        """
-        subs = substrings(query_codes)  # (8, TABLES)
-        probes = ((subs[:, :, None] ^ self._masks[None, None, :]) + self._table_base[None, :, None]).ravel()
-        return self._within_radius(
-            probes + 2 * _SPACE, lambda slots: item_inset_bits(query_codes, inset_codes[slots], inset_valid[slots]),
+            np.concatenate([keys0, rest.ravel()[firsts], inset_keys]),
+            np.concatenate([np.repeat(slots, TABLES), np.repeat(slots, distinct.sum(axis=1)),
+                            np.repeat(slots[owner_i], TABLES)]).astype(np.uint32),
+            np.concatenate([np.ones(len(keys0), np.int64), np.bitwise_or.reduceat(bits.ravel(), firsts),
+                            np.repeat(inset_i, TABLES)]),
             alive,
         )
 
-    def _within_radius(
-        self, probes: np.ndarray, distance: Callable[[np.ndarray], np.ndarray], alive: np.ndarray
+    def search(
+        self, query_codes: np.ndarray, query_insets: np.ndarray, codes64: np.ndarray, insets64: np.ndarray,
+        alive: np.ndarray, routes: tuple[str, ...] = ROUTES,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The live slots posted under ``probes`` whose exact ``distance`` is within the radius, nearest first."""
-        slots, _, _ = self.postings.lookup(probes)
-        slots, _ = sorted_unique(slots)
-        slots = slots[alive[slots]].astype(np.int64)
-        bits = distance(slots) if len(slots) else np.zeros(0, np.int64)
+        """Live slots whose global distance to the query by ``routes`` (the compare's distance, when all of
+        ``ROUTES``) is within the radius, and those distances, nearest first.
+
+        ``query_codes``: the query's (8, 32) hashes; ``query_insets``: its (m, 32) informative insets;
+        ``codes64``, ``insets64``: every slot's (slots, 8, 4) hashes and (slots, I, 4) insets as uint64.
+        Routes: ``whole`` (``best_alignment``: query hash k against item hash 0, query hash 0 against item
+        hashes 1-7), ``query_insets_as_is`` (each query inset against item hash 0), ``query_insets_turned``
+        (against item hashes 1-7) and ``item_insets`` (each query hash against the items' insets).
+        """
+        subs = substrings(query_codes)  # (8, TABLES)
+        probes = (subs[:, :, None] ^ self._masks[None, None, :]) + self._table_base[None, :, None]  # (8, T, M)
+        per_code = probes[0].size
+        every_hash = np.repeat(np.arange(8), per_code)
+        keys: list[np.ndarray] = []
+        code_of: list[np.ndarray] = []
+        if "whole" in routes:
+            keys += [probes.ravel(), probes[0].ravel() + _SPACE]
+            code_of += [every_hash, np.zeros(per_code, np.int64)]
+        if "item_insets" in routes:
+            keys.append(probes.ravel() + 2 * _SPACE)
+            code_of.append(every_hash)
+        inset_probes = ((substrings(query_insets)[:, :, None] ^ self._masks[None, None, :])
+                        + self._table_base[None, :, None]).ravel()
+        owner = np.repeat(np.arange(8, 8 + len(query_insets)), per_code)
+        for route, space in (("query_insets_as_is", 0), ("query_insets_turned", _SPACE)):
+            if route in routes:
+                keys.append(inset_probes + space)
+                code_of.append(owner)
+        queries = np.concatenate([as_u64(np.asarray(query_codes, np.uint8).reshape(1, 8, 32))[0],
+                                  np.ascontiguousarray(query_insets, np.uint8).view(np.uint64).reshape(-1, 4)])
+        all_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        slots, payload, which = self.postings.lookup(all_keys)
+        query_of = np.concatenate(code_of)[which] if keys else np.zeros(0, np.int64)
+        in_insets = all_keys[which] >= 2 * _SPACE
+        # Hash postings: one pair per item hash in the payload's bitmask.
+        h = ~in_insets
+        row, j = np.nonzero(np.unpackbits(payload[h][:, None], axis=1, bitorder="little"))
+        h_slots, h_query = slots[h][row].astype(np.int64), query_of[h][row]
+        h_bits = _pair_bits(codes64[h_slots, j], queries[h_query])
+        i_slots, i_query = slots[in_insets].astype(np.int64), query_of[in_insets]
+        i_bits = _pair_bits(insets64[i_slots, payload[in_insets].astype(np.int64)], queries[i_query])
+        found, bits = np.concatenate([h_slots, i_slots]), np.concatenate([h_bits, i_bits])
         keep = bits <= self.radius_bits
-        slots, bits = slots[keep], bits[keep]
-        order = np.lexsort((slots, bits))
-        return slots[order], bits[order]
+        found, bits = found[keep], bits[keep]
+        keep = alive[found]
+        found, bits = found[keep], bits[keep]
+        order = np.lexsort((bits, found))  # by slot, nearest first: each slot's first is its distance
+        found, bits = found[order], bits[order]
+        first = run_starts(found)
+        found, bits = found[first], bits[first]
+        order = np.lexsort((found, bits))
+        return found[order], bits[order]
+
+
+def _pair_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between the rows of two (n, 4) uint64 arrays, row by row."""
+    c = np.bitwise_count(a ^ b)
+    return c[:, 0].astype(np.int64) + c[:, 1] + c[:, 2] + c[:, 3]
 
 
 def _hammings(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -167,14 +190,6 @@ def inset_bits(code: np.ndarray, item_codes64: np.ndarray) -> np.ndarray:
     """The compare's inset distance for every item: min over k of d(inset, b[k])."""
     d = _hammings(np.asarray(code, np.uint8).reshape(1, 32), _as_u8(item_codes64))
     return d.reshape(len(item_codes64), 8).min(axis=1).astype(np.int64)
-
-
-def item_inset_bits(query_codes: np.ndarray, inset_codes: np.ndarray, inset_valid: np.ndarray) -> np.ndarray:
-    """The compare's distance from the query to each item's insets: min over the item's valid insets ``i``
-    and the query's 8 hashes ``k`` of d(q[k], inset_i) (257 for an item with none)."""
-    n, per_item = inset_valid.shape
-    d = _hammings(np.asarray(query_codes, np.uint8).reshape(8, 32), inset_codes.reshape(-1, 32)).min(axis=0)
-    return np.where(inset_valid, d.reshape(n, per_item), 257).min(axis=1, initial=257).astype(np.int64)
 
 
 def as_u64(codes: np.ndarray) -> np.ndarray:

@@ -113,7 +113,9 @@ class CatalogIndex:
         hits count as matches there, the kind's default when None)."""
         with self._lock:
             tiers = candidate_tiers(self.index, query, max(top_k * 20, settings.index.min_candidates))
-            held = None if self.compact else {k: self.items[k] for t in tiers for k in t if k in self.items}
+            held = None if self.compact else {k: self.items[k] for t in tiers.all() for k in t if k in self.items}
+        # The tiers' lazy parts read the index too: under the lock, as a refresh may be changing it.
+        tiers.make_rest, tiers.complete = self._locked(tiers.make_rest), self._locked(tiers.complete)
         if held is not None:
             def load(keys: list[int]) -> list[tuple[ItemRecord, Fingerprint]]:
                 return [held[k] for k in keys if k in held]
@@ -125,6 +127,13 @@ class CatalogIndex:
         if threshold is None:
             threshold = settings.threshold_for(self.kind.name)
         return verify_tiers(self.kind, query, tiers, load, settings, top_k, threshold)
+
+    def _locked(self, compute: Callable[[], Any]) -> Callable[[], Any]:
+        def call() -> Any:
+            with self._lock:
+                return compute()
+
+        return call
 
     def stats(self) -> dict[str, Any]:
         shard = None if self.shard is None else {"index": self.shard[0], "count": self.shard[1]}
@@ -162,8 +171,9 @@ def verify_tiers(
     ``bench/catalog/image/REPORT.md``.
 
     **Exact head.** ``tiers.exact`` is compared first; when it gives K hits whose K-th score (as ranked,
-    to 4 places) is above ``tiers.others_at_most``, no other candidate can enter the top K, and the rest
-    of the tiers are neither computed nor compared: the same top K."""
+    to 4 places) is above ``tiers.others_at_most``, the rest of the exact head (``tiers.completion()``) is
+    compared, and then no other candidate can enter the top K: the rest of the tiers are neither computed
+    nor compared. The top K is the one comparing every candidate would give."""
     if not isinstance(tiers, Tiers):
         tiers = Tiers.of(tiers)
     bounded = getattr(kind, "compare_or_bound", None)
@@ -192,6 +202,8 @@ def verify_tiers(
     head_matched = compare_all(tiers.exact) if tiers.exact else False
     # As in the bound's floor: below this, a score rounds under the K-th hit's.
     settled = len(top) >= top_k > 0 and -top[-1][0] - 5e-5 > tiers.others_at_most
+    if settled:  # the rest of the exact head can only raise the K-th score
+        head_matched |= compare_all(tiers.completion())
     dry: int | None = None  # tiers without a match since the last one with a match (None: none yet)
     for i, keys in enumerate([] if settled else tiers.rest()):
         if i and (dry is None or dry > settings.index.tier_patience):

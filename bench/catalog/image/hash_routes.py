@@ -1,13 +1,13 @@
 """What each global route of the image index's exact stage costs at catalog scale (issue 6), hashes only.
 
-The exact stage (``shared/index/image_hashes.py``) answers four routes of the compare's global score: the
-whole images (``search``), a picture inside the query against item hash 0 (the only inset route before
-2026-11-27) and against item hashes 1-7 (``search_inset`` now probes both), and the pictures inside items
-against the query's 8 hashes (``search_item_insets``). This builds the hash stage alone for ``--items``
+The exact stage (``shared/index/image_hashes.py``) answers every route of the compare's global score: the
+whole images, a picture inside the query against any item hash, and the pictures inside items against the
+query's 8 hashes. This builds the hash stage alone for ``--items``
 items: the catalog's real fingerprints (``real.py``) and synthetic distractors made as ``distractors.py``
 makes their hashes and insets (a crossover of two real fingerprints' bits, 5% flipped; vectorised here, so
 the bits differ from ``run.py``'s distractors but not their statistics). Then it times each route for
-the seed-0 variants (``run.py``'s recall queries), one thread, and counts the postings each scans.
+the seed-0 variants (``run.py``'s recall queries), one thread: the whole images alone
+(``insets=False``) and every route.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.catalog.image.hash_routes --items 1000000 --out ...
 """
@@ -29,7 +29,7 @@ from bench.catalog.image.distractors import HASH_FLIP  # noqa: E402
 from bench.catalog.image.real import load as load_real  # noqa: E402
 from bench.catalog.image.run import pct, uptime  # noqa: E402
 from bench.image import dataset  # noqa: E402
-from shared.index.image_hashes import HashStage, as_u64, inset_bits, substrings  # noqa: E402
+from shared.index.image_hashes import HashStage, as_u64  # noqa: E402
 from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
@@ -92,38 +92,24 @@ def main() -> None:
     print(f"built {n} items in {build_s:.0f} s; {stage.postings.nbytes / n:.0f} B of postings an item", flush=True)
 
     queries = [real[p.target] for p in dataset.build(0) if p.label == 1]
-    ms: dict[str, list[float]] = {"whole": [], "query_insets_hash0": [], "query_insets_all": [], "item_insets": []}
+    insets64 = insets.view(np.uint64).reshape(n, MAX_STORED_INSETS, 4)
+    ms: dict[str, list[float]] = {"whole": [], "every_route": []}
     found: dict[str, int] = dict.fromkeys(ms, 0)
     u0 = uptime()
     for q in queries:
         qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
-        q_insets = arrays([q], settings)
-        own = [q_insets[1][0, i] for i in range(MAX_STORED_INSETS) if q_insets[2][0, i]]
-        t_a = time.perf_counter()
-        found["whole"] += len(stage.search(qcodes, codes64, alive)[0])
-        t_b = time.perf_counter()
-        for code in own:  # before: item hash 0's key space only
-            subs = substrings(code[None, :])[0]
-            probes = ((subs[:, None] ^ stage._masks[None, :]) + stage._table_base[:, None]).ravel()  # noqa: SLF001
-            found["query_insets_hash0"] += len(stage._within_radius(  # noqa: SLF001
-                probes, lambda slots, code=code: inset_bits(code, codes64[slots]), alive)[0])
-        t_c = time.perf_counter()
-        for code in own:
-            found["query_insets_all"] += len(stage.search_inset(code, codes64, alive)[0])
-        t_d = time.perf_counter()
-        found["item_insets"] += len(stage.search_item_insets(qcodes, insets, valid, alive)[0])
-        t_e = time.perf_counter()
-        for key, v in (("whole", t_b - t_a), ("query_insets_hash0", t_c - t_b), ("query_insets_all", t_d - t_c),
-                       ("item_insets", t_e - t_d)):
-            ms[key].append(1000 * v)
-    old = [a + b for a, b in zip(ms["whole"], ms["query_insets_hash0"], strict=True)]
-    new = [a + b + c for a, b, c in zip(ms["whole"], ms["query_insets_all"], ms["item_insets"], strict=True)]
+        _, q_insets, q_valid = arrays([q], settings)
+        own = q_insets[0][q_valid[0]]
+        for label, every in (("whole", False), ("every_route", True)):
+            t0 = time.perf_counter()
+            found[label] += len(stage.search(qcodes, own, codes64, insets64, alive, insets=every)[0])
+            ms[label].append(1000 * (time.perf_counter() - t0))
     result = {
         "items": n, "build_s": round(build_s, 1), "postings_bytes_per_item": round(stage.postings.nbytes / n, 1),
         "queries": len(queries), "queries_with_insets": sum(bool(fp.insets) for fp in queries),
         "uptime_before": u0, "uptime_after": uptime(),
         "ms": {k: {"p50": round(pct(v, 50), 2), "p90": round(pct(v, 90), 2), "p99": round(pct(v, 99), 2),
-                   "mean": round(float(np.mean(v)), 2)} for k, v in {**ms, "before": old, "now": new}.items()},
+                   "mean": round(float(np.mean(v)), 2)} for k, v in ms.items()},
         "found": found,
     }
     args.out.write_text(json.dumps(result, indent=1))

@@ -193,12 +193,12 @@ def main() -> None:
         t_d = time.perf_counter()
         keys = list(loaded)
         # The local stage runs inside verify_tiers, and only when the exact head does not settle the top 10.
-        index_s = t_b - t_a + tiers.rest_seconds
+        index_s = t_b - t_a + tiers.lazy_seconds
         for part, v in (("index", index_s), ("load", load_s[0]), ("verify", t_d - t_a - index_s - load_s[0]),
                         ("total", t_d - t_a)):
             lat[part].append(1000 * v)
         candidates_n.append(len(keys))
-        settled += tiers.rest_seconds == 0.0
+        settled += tiers.settled
         full_n.append(counting.full_compares)
         matched = [h.item.pk for h in hits if h.match.similarity_score >= settings.image.match_threshold]
         if truth is None:

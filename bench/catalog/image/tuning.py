@@ -30,7 +30,6 @@ from bench.catalog.image.real import load as load_real  # noqa: E402
 from bench.catalog.image.run import SEED_CATALOG, TOP_K, CountingKind, pct, record  # noqa: E402
 from bench.image import dataset, transforms  # noqa: E402
 from shared.index.image import ImageIndex  # noqa: E402
-from shared.index import Tiers  # noqa: E402
 from shared.index.replica import candidate_tiers, rank_key, verify_tiers  # noqa: E402
 from shared.kinds.image import KIND, ImageFingerprint  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -109,15 +108,16 @@ def main() -> None:
         hits = verify_tiers(counting, query, tiers, load, settings, TOP_K, threshold)  # type: ignore[arg-type]
         t2 = time.perf_counter()
         # The local stage runs inside the search only when the exact head does not settle the top 10.
-        latency_ms["index"].append(1000 * (t1 - t0 + tiers.rest_seconds))
-        latency_ms["verify"].append(1000 * (t2 - t1 - tiers.rest_seconds))
-        settled.append(tiers.rest_seconds == 0.0)
+        latency_ms["index"].append(1000 * (t1 - t0 + tiers.lazy_seconds))
+        latency_ms["verify"].append(1000 * (t2 - t1 - tiers.lazy_seconds))
+        settled.append(tiers.settled)
         compares.append(len(compared))
         full_compares.append(counting.full_compares)
-        # Exactness of the settled head: the same top 10 as comparing every tier (untimed).
-        every = verify_tiers(counting, query, Tiers.of(tiers.all()), load, settings, TOP_K, threshold)  # type: ignore[arg-type]
-        same_top += [rank_key(h.match.similarity_score, h.item.external_id) for h in every] == [
-            rank_key(h.match.similarity_score, h.item.external_id) for h in hits]
+        if tiers.settled:  # exactness of a settled search: the top 10 of every candidate, in one tier (untimed)
+            every = verify_tiers(counting, query, [[k for tier in tiers.all() for k in tier]], load, settings, TOP_K,  # type: ignore[arg-type]
+                                 threshold)
+            same_top += [rank_key(h.match.similarity_score, h.item.external_id) for h in every] == [
+                rank_key(h.match.similarity_score, h.item.external_id) for h in hits]
         pairwise = KIND.compare(query, real[p.source], settings).similarity_score
         matched = [h.item.pk for h in hits if h.match.similarity_score >= threshold]
         mine = rank_key(pairwise, p.source)
@@ -139,7 +139,7 @@ def main() -> None:
         "latency_ms": {k: {"p50": round(pct(v, 50), 2), "p99": round(pct(v, 99), 2)} for k, v in latency_ms.items()},
         "compares": {"p50": pct(compares, 50), "p99": pct(compares, 99)},
         "full_compares": {"p50": pct(full_compares, 50), "p99": pct(full_compares, 99)},
-        "settled_by_exact_head": sum(settled), "same_top10_as_every_tier": same_top,
+        "settled_by_exact_head": sum(settled), "settled_with_the_top10_of_every_candidate": same_top,
         "found_of_pairwise": {"found": found, "pairwise": pairwise_n, "fraction": round(found / max(pairwise_n, 1), 4)},
         "per_family": {k: dict(v) for k, v in sorted(families.items())}, "missed": missed,
     }
@@ -147,7 +147,7 @@ def main() -> None:
     for k, v in sorted(families.items()):
         print(f"{k:15s} {v['found']:4d} of {v['pairwise']:4d} pairwise matches ({v['found'] / max(v['pairwise'], 1):.3f})")
     print(json.dumps({k: result[k] for k in ("latency_ms", "compares", "full_compares", "settled_by_exact_head",
-                                       "same_top10_as_every_tier", "found_of_pairwise")}))
+                                       "settled_with_the_top10_of_every_candidate", "found_of_pairwise")}))
 
 
 if __name__ == "__main__":
