@@ -22,7 +22,7 @@ from shared.kinds import fingerprint_version, get_kind
 from shared.kinds.image import KIND, ImageFingerprint
 from shared.kinds.image.features import KEYPOINT_DTYPE, Features
 from shared.kinds.image.fingerprint import Inset
-from shared.kinds.image.scoring import best_alignment, global_evidence
+from shared.kinds.image.scoring import best_alignment, global_evidence, score_from_bits
 from shared.protocol import LocalMedia, Match
 from shared.settings import Settings
 from shared.sniff import SNIFF_BYTES, sniff
@@ -273,7 +273,7 @@ def test_an_exact_head_above_the_local_cap_settles_the_search(library: dict[str,
             if not tiers.settled:  # the local stage ran: the tiers as before (other tests)
                 continue
             settled += 1
-            assert sorted(loaded) == sorted(tiers.exact + tiers.complete())
+            assert set(tiers.exact) <= set(loaded) <= set(tiers.exact + tiers.complete(0.0))
             assert len(found) == top_k and found[-1].match.similarity_score > tiers.others_at_most
             # Every item of the catalog compared: the same top K.
             every = verify_tiers(KIND, q, [list(range(len(names)))], load, SETTINGS, top_k, THRESHOLD)
@@ -295,12 +295,14 @@ def _flip(code: np.ndarray, per_table: list[int], rng: np.random.Generator) -> n
     return np.packbits(bits)
 
 
-def test_hash_stage_is_exact_at_the_radius() -> None:
+@pytest.mark.parametrize("radius", [31, 23, 16, 12])
+def test_hash_stage_is_exact_at_the_radius(radius: int) -> None:
     """Neighbours planted at 0-40 bits, spread over the substrings as evenly as possible (the pigeonhole's
     worst case), on either side of the compare's asymmetric terms, among random items: the index returns
-    exactly the items ``best_alignment`` puts within 31 bits."""
+    exactly the items ``best_alignment`` puts within its radius (31 by default; smaller radii probe fewer
+    keys: ``probe_plan``)."""
     rng = np.random.default_rng(7)
-    index = ImageIndex(FAST)
+    index = ImageIndex(dataclasses.replace(FAST, index=dataclasses.replace(FAST.index, image_hash_radius_bits=radius)))
     items: dict[int, ImageFingerprint] = {}
     query_codes = rng.integers(0, 256, (8, 32), dtype=np.uint8)
     key = 0
@@ -325,11 +327,11 @@ def test_hash_stage_is_exact_at_the_radius() -> None:
     index.add_many(list(items.items()))
     query = _fp(query_codes)
     expected = sorted(
-        ((k, best_alignment(query, fp)[0]) for k, fp in items.items() if best_alignment(query, fp)[0] <= 31),
+        ((k, best_alignment(query, fp)[0]) for k, fp in items.items() if best_alignment(query, fp)[0] <= radius),
         key=lambda kb: (kb[1], kb[0]),
     )
     assert index.hash_neighbours(query) == expected
-    assert len(expected) == 3 * 32  # b0, bk and qk at 0..31 bits; nothing random comes that close
+    assert len(expected) == 3 * (radius + 1)  # b0, bk and qk at 0..radius bits; nothing random comes that close
     assert [k for k, _ in expected] == index.candidates(query, limit=0)
 
 
@@ -404,12 +406,17 @@ def test_hash_stage_is_exact_on_every_global_route() -> None:
     expected = [kb for kb in expected if kb[1] <= 31]
     assert len(expected) == 2 * 32  # the two counted routes at 0..31 bits
     tiers = index.candidate_tiers(query, limit=0)
-    assert sorted(tiers.exact + tiers.complete()) == sorted(k for k, _ in expected)
+    assert sorted(tiers.exact + tiers.complete(0.0)) == sorted(k for k, _ in expected)
     # Removed items leave every route.
     for k, _ in expected[:5]:
         index.remove(k)
     tiers = index.candidate_tiers(query, limit=0)
-    assert sorted(tiers.exact + tiers.complete()) == sorted(k for k, _ in expected[5:])
+    assert sorted(tiers.exact + tiers.complete(0.0)) == sorted(k for k, _ in expected[5:])
+    # A higher floor asks for the items that could still score that much: the completion's within its radius.
+    for floor in (0.85, 0.93, 0.99):
+        radius = max(b for b in range(32) if score_from_bits(b) >= floor)
+        assert sorted(tiers.exact + tiers.complete(floor)) == sorted(
+            k for k, b in expected[5:] if b <= radius or k in tiers.exact)
 
 
 def test_postings_survive_merges_and_removals() -> None:

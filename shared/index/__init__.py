@@ -21,6 +21,7 @@ cannot reach its top K, with the same results.
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,18 +46,18 @@ class CandidateIndex(Protocol):
 class Tiers:
     """An index's candidates for one query, in tiers (best first), the costly parts computed only if asked.
 
-    ``exact`` is the head of the first tier. With ``complete()`` (the rest of the exact head, when the index
-    has one) it holds every item that can score above ``others_at_most``: the image index's hash stage,
-    exact at its radius. So once the head gives the search K hits above ``others_at_most``, the search
-    compares ``complete()``'s items and stops: nothing else can enter its top K, and ``rest`` is never
-    computed. ``rest()`` makes the remaining candidates: its first list completes the first tier, the
+    ``exact`` is the head of the first tier. With ``complete(floor)`` (the rest of the exact head, when the
+    index has one: the items not in ``exact`` that may score at least ``floor``) it holds every item that
+    can score above ``others_at_most``: the image index's hash stage, exact at its radius. So once the head
+    gives the search K hits above ``others_at_most``, the search compares ``complete``'s items that could
+    still enter its top K and stops: nothing else can, and ``rest`` is never computed. ``rest()`` makes the remaining candidates: its first list completes the first tier, the
     others are the later tiers.
     """
 
     exact: list[int]
     others_at_most: float
     make_rest: Callable[[], list[list[int]]]
-    complete: Callable[[], list[int]] = list
+    complete: Callable[[float], list[int]] = lambda floor: []
     #: Seconds spent in ``make_rest`` and ``complete`` (0 while neither ran): index time the search paid.
     lazy_seconds: float = 0.0
     _rest: list[list[int]] | None = field(default=None, repr=False)
@@ -66,9 +67,9 @@ class Tiers:
         """Plain tiers, with no exact head: every tier is compared as the tier rule says."""
         return cls([], float("inf"), lambda: tiers)
 
-    def completion(self) -> list[int]:
+    def completion(self, floor: float = -math.inf) -> list[int]:
         t0 = time.perf_counter()
-        more = self.complete()
+        more = self.complete(floor)
         self.lazy_seconds += time.perf_counter() - t0
         return more
 

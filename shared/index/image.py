@@ -164,15 +164,18 @@ class ImageIndex:
             return Tiers.of([[int(k) for k in self._keys[slots[np.lexsort((slots, bits))]]]])
         query_insets = np.array(insets, np.uint8).reshape(-1, 32)
 
-        def search(routes: tuple[str, ...]) -> np.ndarray:
-            return self.hashes.search(qcodes, query_insets, self._codes, self._insets, self._alive, routes)[0]
+        def search(routes: tuple[str, ...], radius_bits: int | None = None) -> np.ndarray:
+            return self.hashes.search(
+                qcodes, query_insets, self._codes, self._insets, self._alive, routes, radius_bits)[0]
 
         # The routes the local stage would not find (a picture shown turned inside the query, or the query
-        # inside an item) cost more than the others together: searched only when they can settle the top K.
+        # inside an item) cost more than the others together: searched only when they can settle the top K,
+        # and then only as far as an item could still enter it (fewer probes: ``image_hashes.probe_plan``).
         exact = search(HEAD_ROUTES)
 
-        def completion() -> list[int]:
-            found = search(COMPLETION_ROUTES)
+        def completion(floor: float) -> list[int]:
+            radius = max((b for b in range(self.hashes.radius_bits + 1) if score_from_bits(b) >= floor), default=-1)
+            found = search(COMPLETION_ROUTES, radius) if radius >= 0 else exact[:0]
             return [int(k) for k in self._keys[found[~np.isin(found, exact)]]]
 
         def local_tiers() -> list[list[int]]:

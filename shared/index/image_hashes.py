@@ -1,4 +1,4 @@
-"""The exact stage of the image index: every item within ``radius`` bits of the query's global hash.
+"""The exact stage of the image index: every item within ``radius`` bits of the query by a global route.
 
 Role: multi-index hashing (Norouzi, Punjani & Fleet, "Fast search in Hamming space with multi-index
 hashing", CVPR 2012) over the 8 dihedral 256-bit hashes of ``ImageFingerprint``. Pure numpy.
@@ -8,25 +8,30 @@ hashing", CVPR 2012) over the 8 dihedral 256-bit hashes of ``ImageFingerprint``.
 two terms differ (a flip negates odd DCT coefficients and moves the median, so ``b[k]`` is not a bit
 permutation of ``b[0]``), so both are indexed: item hash 0 in one key space, item hashes 1-7 in another.
 The query's hash 0 probes both spaces, its hashes 1-7 probe the first; together they meet every pair the
-compare looks at, and each candidate's distance is then recomputed exactly with the compare's formula.
+compare looks at.
 
 **Why it is exact.** A hash is cut into ``TABLES`` = 16 substrings of 16 bits. If two hashes differ in at
 most ``r`` bits, some substring differs in at most ``floor(r / 16)`` bits (pigeonhole), so probing every
 substring value within ``floor(r / 16)`` flips of the query's (17 probes per substring at r = 31, the
 0.80 operating threshold; 137 up to r = 47) finds every item within ``r``: no approximation at the
-threshold. The per-candidate check then drops items beyond ``r``.
+threshold. Smaller radii need fewer probes (``probe_plan``: 16 in all below 16 bits). Each hit is then checked on the one pair of codes it stands for (the probing query code and
+the posted item code, named by the posting's payload), hits beyond ``r`` are dropped, and an item keeps
+its nearest pair: the pair achieving its global distance is itself probed, so that is the compare's
+distance. (The check is a random read of a 32-byte code per hit; at 10^6 items a query's ~10^5 hits make
+it, not the arithmetic, the stage's cost: ``bench/catalog/image/hash_routes.py``.)
 
 **Why not FAISS ``IndexBinaryMultiHash``.** It indexes one code per id and answers ``d(q, b)`` for the
 codes given, so covering the compare's two asymmetric terms takes 8 codes per item and 8 x 8 pair
 distances per candidate; its tables are ``unordered_map``s of ``std::vector<int64>`` (8 bytes per id per
 table plus the map's overhead), and ``remove_ids`` renumbers. Here a posting is a 4-byte slot in a numpy
-CSR (``image_postings.py``) and the exact check is FAISS's ``hammings`` on the candidates' 256-bit codes.
-Measured in ``bench/catalog/image/REPORT.md``: on 10^6 items, 15.9 ms p50 against 72.6 ms for the
-brute-force scan of every item's 8 hashes (with the same ``hammings``), with identical results.
+CSR (``image_postings.py``) with a 1-byte payload. Measured in ``bench/catalog/image/REPORT.md``: on 10^6
+items, the whole-image route at 11-16 ms p50 against 73-116 ms for the brute-force scan of every item's
+8 hashes (FAISS's ``hammings``), with identical results.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import faiss
@@ -58,6 +63,26 @@ def _flip_masks(flips: int) -> np.ndarray:
     return np.array(masks, np.int64)
 
 
+@functools.lru_cache(maxsize=64)
+def probe_plan(radius_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(table, flip mask) pairs whose probes find every code within ``radius_bits`` of the query's.
+
+    Pigeonhole: some table differs in at most ``floor(r / 16)`` bits, so all tables with that many flips
+    (17 probes a table from 16 to 31 bits). Tighter below 32 bits: either some table is equal (the 16
+    unflipped probes find it), or all 16 differ and at most ``r - 16`` of them by 2 bits or more, so at
+    least ``32 - r`` differ by exactly one: single flips in ``r - 15`` tables then meet one of them. At
+    31 bits that is every table, as before; at 23, 8 of the 16; below 16 bits, none.
+    """
+    if radius_bits >= 2 * SUB_BITS:
+        masks = _flip_masks(radius_bits // TABLES)
+        return np.repeat(np.arange(TABLES), len(masks)), np.tile(masks, TABLES)
+    single = _flip_masks(1)[1:]
+    flipped = max(0, radius_bits - (SUB_BITS - 1))
+    tables = np.concatenate([np.arange(TABLES), np.repeat(np.arange(flipped), len(single))])
+    masks = np.concatenate([np.zeros(TABLES, np.int64), np.tile(single, flipped)])
+    return tables, masks
+
+
 class HashStage:
     """Postings for the 8 hashes and the insets of each slot; the caller owns the slots' codes and liveness.
 
@@ -72,7 +97,6 @@ class HashStage:
         if not 0 <= radius_bits < 3 * SUB_BITS:
             raise ValueError("the hash radius must be in [0, 47] bits")
         self.radius_bits = radius_bits
-        self._masks = _flip_masks(radius_bits // TABLES)
         self.postings = Postings(N_KEYS, np.uint8)
         self._table_base = np.arange(TABLES, dtype=np.int64) * _SUB_VALUES
         self._hash_bit = (1 << np.arange(8, dtype=np.int64))[None, :, None]
@@ -108,10 +132,11 @@ class HashStage:
 
     def search(
         self, query_codes: np.ndarray, query_insets: np.ndarray, codes64: np.ndarray, insets64: np.ndarray,
-        alive: np.ndarray, routes: tuple[str, ...] = ROUTES,
+        alive: np.ndarray, routes: tuple[str, ...] = ROUTES, radius_bits: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Live slots whose global distance to the query by ``routes`` (the compare's distance, when all of
-        ``ROUTES``) is within the radius, and those distances, nearest first.
+        ``ROUTES``) is within the radius (or the smaller ``radius_bits``), and those distances, nearest
+        first: a smaller radius probes fewer keys (``probe_plan``).
 
         ``query_codes``: the query's (8, 32) hashes; ``query_insets``: its (m, 32) informative insets;
         ``codes64``, ``insets64``: every slot's (slots, 8, 4) hashes and (slots, I, 4) insets as uint64.
@@ -119,20 +144,21 @@ class HashStage:
         hashes 1-7), ``query_insets_as_is`` (each query inset against item hash 0), ``query_insets_turned``
         (against item hashes 1-7) and ``item_insets`` (each query hash against the items' insets).
         """
-        subs = substrings(query_codes)  # (8, TABLES)
-        probes = (subs[:, :, None] ^ self._masks[None, None, :]) + self._table_base[None, :, None]  # (8, T, M)
-        per_code = probes[0].size
+        radius = self.radius_bits if radius_bits is None else min(radius_bits, self.radius_bits)
+        tables, masks = probe_plan(radius)
+        base = tables * _SUB_VALUES
+        probes = (substrings(query_codes)[:, tables] ^ masks) + base  # (8, probes a code)
+        per_code = probes.shape[1]
         every_hash = np.repeat(np.arange(8), per_code)
         keys: list[np.ndarray] = []
         code_of: list[np.ndarray] = []
         if "whole" in routes:
-            keys += [probes.ravel(), probes[0].ravel() + _SPACE]
+            keys += [probes.ravel(), probes[0] + _SPACE]
             code_of += [every_hash, np.zeros(per_code, np.int64)]
         if "item_insets" in routes:
             keys.append(probes.ravel() + 2 * _SPACE)
             code_of.append(every_hash)
-        inset_probes = ((substrings(query_insets)[:, :, None] ^ self._masks[None, None, :])
-                        + self._table_base[None, :, None]).ravel()
+        inset_probes = ((substrings(query_insets)[:, tables] ^ masks) + base).ravel()
         owner = np.repeat(np.arange(8, 8 + len(query_insets)), per_code)
         for route, space in (("query_insets_as_is", 0), ("query_insets_turned", _SPACE)):
             if route in routes:
@@ -152,7 +178,7 @@ class HashStage:
         i_slots, i_query = slots[in_insets].astype(np.int64), query_of[in_insets]
         i_bits = _pair_bits(insets64[i_slots, payload[in_insets].astype(np.int64)], queries[i_query])
         found, bits = np.concatenate([h_slots, i_slots]), np.concatenate([h_bits, i_bits])
-        keep = bits <= self.radius_bits
+        keep = bits <= radius
         found, bits = found[keep], bits[keep]
         keep = alive[found]
         found, bits = found[keep], bits[keep]

@@ -128,10 +128,10 @@ class CatalogIndex:
             threshold = settings.threshold_for(self.kind.name)
         return verify_tiers(self.kind, query, tiers, load, settings, top_k, threshold)
 
-    def _locked(self, compute: Callable[[], Any]) -> Callable[[], Any]:
-        def call() -> Any:
+    def _locked(self, compute: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
             with self._lock:
-                return compute()
+                return compute(*args)
 
         return call
 
@@ -202,8 +202,8 @@ def verify_tiers(
     head_matched = compare_all(tiers.exact) if tiers.exact else False
     # As in the bound's floor: below this, a score rounds under the K-th hit's.
     settled = len(top) >= top_k > 0 and -top[-1][0] - 5e-5 > tiers.others_at_most
-    if settled:  # the rest of the exact head can only raise the K-th score
-        head_matched |= compare_all(tiers.completion())
+    if settled:  # the rest of the exact head, as far as it could enter the top K (it can only raise it)
+        head_matched |= compare_all(tiers.completion(-top[-1][0] - 5e-5))
     dry: int | None = None  # tiers without a match since the last one with a match (None: none yet)
     for i, keys in enumerate([] if settled else tiers.rest()):
         if i and (dry is None or dry > settings.index.tier_patience):

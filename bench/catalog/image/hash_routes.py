@@ -6,8 +6,9 @@ query's 8 hashes. This builds the hash stage alone for ``--items``
 items: the catalog's real fingerprints (``real.py``) and synthetic distractors made as ``distractors.py``
 makes their hashes and insets (a crossover of two real fingerprints' bits, 5% flipped; vectorised here, so
 the bits differ from ``run.py``'s distractors but not their statistics). Then it times each route for
-the seed-0 variants (``run.py``'s recall queries), one thread: the whole images alone
-(``insets=False``) and every route.
+the seed-0 variants (``run.py``'s recall queries), one thread: the whole images alone, the exact head's
+routes (``HEAD_ROUTES``), its completion (``COMPLETION_ROUTES``, searched only to settle a search) and
+every route at once.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.catalog.image.hash_routes --items 1000000 --out ...
 """
@@ -29,7 +30,8 @@ from bench.catalog.image.distractors import HASH_FLIP  # noqa: E402
 from bench.catalog.image.real import load as load_real  # noqa: E402
 from bench.catalog.image.run import pct, uptime  # noqa: E402
 from bench.image import dataset  # noqa: E402
-from shared.index.image_hashes import HashStage, as_u64  # noqa: E402
+from shared.index.image import COMPLETION_ROUTES, HEAD_ROUTES  # noqa: E402
+from shared.index.image_hashes import ROUTES, HashStage, as_u64  # noqa: E402
 from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
@@ -93,16 +95,17 @@ def main() -> None:
 
     queries = [real[p.target] for p in dataset.build(0) if p.label == 1]
     insets64 = insets.view(np.uint64).reshape(n, MAX_STORED_INSETS, 4)
-    ms: dict[str, list[float]] = {"whole": [], "every_route": []}
+    routes = {"whole": ("whole",), "head": HEAD_ROUTES, "completion": COMPLETION_ROUTES, "every_route": ROUTES}
+    ms: dict[str, list[float]] = {label: [] for label in routes}
     found: dict[str, int] = dict.fromkeys(ms, 0)
     u0 = uptime()
     for q in queries:
         qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
         _, q_insets, q_valid = arrays([q], settings)
         own = q_insets[0][q_valid[0]]
-        for label, every in (("whole", False), ("every_route", True)):
+        for label, chosen in routes.items():
             t0 = time.perf_counter()
-            found[label] += len(stage.search(qcodes, own, codes64, insets64, alive, insets=every)[0])
+            found[label] += len(stage.search(qcodes, own, codes64, insets64, alive, chosen)[0])
             ms[label].append(1000 * (time.perf_counter() - t0))
     result = {
         "items": n, "build_s": round(build_s, 1), "postings_bytes_per_item": round(stage.postings.nbytes / n, 1),
