@@ -13,7 +13,7 @@ import pytest
 
 from cli import synth
 from shared.index import make_index
-from shared.index.image import ImageIndex
+from shared.index.image import NEAR_BITS, ImageIndex
 from shared.index.image_hashes import TABLES
 from shared.index.image_postings import BUFFER_POSTINGS, Postings
 from shared.index.image_words import WordStage
@@ -146,10 +146,12 @@ def test_local_candidates_come_in_tiers(library: dict[str, tuple[Path, ImageFing
     index.add_many([(k, library[n][1]) for k, n in enumerate(names)])
     q = library["p0-crop_off_centre"][1]
     found = index.candidate_tiers(q, limit=200)
+    near = [k for k, b in index.hash_neighbours(q) if b <= NEAR_BITS]
+    assert found.exact[: len(near)] == near and found.others_at_most == pytest.approx(SETTINGS.image.local_max_score)
     tiers = found.all()
+    # The exact head (here: the whole images' route, as this query shows no picture inside it) comes first.
     exact = [k for k, _ in index.hash_neighbours(q)]
-    assert found.exact == exact and found.others_at_most == pytest.approx(SETTINGS.image.local_max_score)
-    assert tiers[0][: len(exact)] == exact and len(tiers[0]) == len(exact) + 2
+    assert sorted(tiers[0][: len(exact)]) == sorted(exact) and len(tiers[0]) == len(exact) + 2
     assert len(tiers) > 1 and all(len(t) == 2 for t in tiers[1:-1]) and 1 <= len(tiers[-1]) <= 2
     assert sum(len(t) for t in tiers) - len(exact) <= 6
     flat = [k for t in tiers for k in t]
@@ -273,7 +275,7 @@ def test_an_exact_head_above_the_local_cap_settles_the_search(library: dict[str,
             if not tiers.settled:  # the local stage ran: the tiers as before (other tests)
                 continue
             settled += 1
-            assert set(tiers.exact) <= set(loaded) <= set(tiers.exact + tiers.complete(0.0))
+            assert set(tiers.exact) <= set(loaded) <= set(tiers.all()[0])
             assert len(found) == top_k and found[-1].match.similarity_score > tiers.others_at_most
             # Every item of the catalog compared: the same top K.
             every = verify_tiers(KIND, q, [list(range(len(names)))], load, SETTINGS, top_k, THRESHOLD)
@@ -405,18 +407,28 @@ def test_hash_stage_is_exact_on_every_global_route() -> None:
     )
     expected = [kb for kb in expected if kb[1] <= 31]
     assert len(expected) == 2 * 32  # the two counted routes at 0..31 bits
-    tiers = index.candidate_tiers(query, limit=0)
-    assert sorted(tiers.exact + tiers.complete(0.0)) == sorted(k for k, _ in expected)
+    def head(floor: float) -> list[int]:
+        """The exact head as a settled search asks for it: the near items, then the completion at ``floor``."""
+        tiers = index.candidate_tiers(query, limit=0)
+        assert tiers.exact == [k for k, b in expected if b <= NEAR_BITS and k not in removed]  # nearest first
+        return sorted(tiers.exact + tiers.complete(floor))
+
+    def widened() -> list[int]:
+        """The exact head as an unsettled search asks for it, then all of it."""
+        tiers = index.candidate_tiers(query, limit=0)
+        return sorted(tiers.exact + tiers.widen() + tiers.complete(0.0))
+
+    removed: set[int] = set()
+    assert head(0.0) == widened() == sorted(k for k, _ in expected)
     # Removed items leave every route.
     for k, _ in expected[:5]:
         index.remove(k)
-    tiers = index.candidate_tiers(query, limit=0)
-    assert sorted(tiers.exact + tiers.complete(0.0)) == sorted(k for k, _ in expected[5:])
-    # A higher floor asks for the items that could still score that much: the completion's within its radius.
+        removed.add(k)
+    assert head(0.0) == widened() == sorted(k for k, _ in expected[5:])
+    # A higher floor asks for the items that could still score that much: every route within its radius.
     for floor in (0.85, 0.93, 0.99):
         radius = max(b for b in range(32) if score_from_bits(b) >= floor)
-        assert sorted(tiers.exact + tiers.complete(floor)) == sorted(
-            k for k, b in expected[5:] if b <= radius or k in tiers.exact)
+        assert head(floor) == sorted(k for k, b in expected[5:] if b <= max(radius, NEAR_BITS))
 
 
 def test_postings_survive_merges_and_removals() -> None:

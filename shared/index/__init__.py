@@ -46,32 +46,36 @@ class CandidateIndex(Protocol):
 class Tiers:
     """An index's candidates for one query, in tiers (best first), the costly parts computed only if asked.
 
-    ``exact`` is the head of the first tier. With ``complete(floor)`` (the rest of the exact head, when the
-    index has one: the items not in ``exact`` that may score at least ``floor``) it holds every item that
-    can score above ``others_at_most``: the image index's hash stage, exact at its radius. So once the head
-    gives the search K hits above ``others_at_most``, the search compares ``complete``'s items that could
-    still enter its top K and stops: nothing else can, and ``rest`` is never computed. ``rest()`` makes the remaining candidates: its first list completes the first tier, the
-    others are the later tiers.
+    The first tier begins with the exact head: ``exact``, then ``widen()``, then ``complete(floor)``. Each
+    call gives only items not given before. Together they hold every item that can score above
+    ``others_at_most`` (the image index's hash stage, exact at its radius): ``exact`` the nearest (cheap to
+    find), ``widen()`` the rest of what the index always searches, ``complete(floor)`` the rest that could
+    still score at least ``floor``. So once the search holds K hits above ``others_at_most``, it compares
+    ``complete``'s items and stops: nothing else can enter its top K, and ``rest`` is never computed.
+    ``rest()`` makes the remaining candidates (after ``widen``'s, if the search did not ask for them): its
+    first list completes the first tier, the others are the later tiers.
     """
 
     exact: list[int]
     others_at_most: float
     make_rest: Callable[[], list[list[int]]]
     complete: Callable[[float], list[int]] = lambda floor: []
-    #: Seconds spent in ``make_rest`` and ``complete`` (0 while neither ran): index time the search paid.
+    widen: Callable[[], list[int]] = list
+    #: Seconds spent in the lazy parts (0 while none ran): index time that the search paid for.
     lazy_seconds: float = 0.0
     _rest: list[list[int]] | None = field(default=None, repr=False)
+    _handed: list[int] = field(default_factory=list, repr=False)
 
     @classmethod
     def of(cls, tiers: list[list[int]]) -> Tiers:
         """Plain tiers, with no exact head: every tier is compared as the tier rule says."""
         return cls([], float("inf"), lambda: tiers)
 
+    def widening(self) -> list[int]:
+        return self._timed(self.widen)
+
     def completion(self, floor: float = -math.inf) -> list[int]:
-        t0 = time.perf_counter()
-        more = self.complete(floor)
-        self.lazy_seconds += time.perf_counter() - t0
-        return more
+        return self._timed(lambda: self.complete(floor))
 
     def rest(self) -> list[list[int]]:
         if self._rest is None:
@@ -87,10 +91,21 @@ class Tiers:
 
     def all(self) -> list[list[int]]:
         """Every candidate once, in tiers, the first with the whole exact head (computes everything)."""
+        head = self.exact + self._handed + self.widening() + self.completion()
         rest = self.rest()
         seen: set[int] = set()
-        return [[k for k in tier if k not in seen and not seen.add(k)]  # type: ignore[func-returns-value]
-                for tier in [self.exact + self.completion() + rest[0], *rest[1:]]]
+        tiers = []
+        for tier in [head + rest[0], *rest[1:]]:
+            tiers.append([k for k in dict.fromkeys(tier) if k not in seen])
+            seen.update(tiers[-1])
+        return tiers
+
+    def _timed(self, compute: Callable[[], list[int]]) -> list[int]:
+        t0 = time.perf_counter()
+        more = compute()
+        self.lazy_seconds += time.perf_counter() - t0
+        self._handed += more
+        return more
 
 
 class BruteForceIndex:

@@ -10,11 +10,13 @@ Two stages, because the image compare has two kinds of evidence (``shared/kinds/
    any of the compare's routes (``scoring.global_evidence``: the whole images' best dihedral alignment,
    a picture found inside the query against any of the item's 8 hashes, or one found inside the item
    against any of the query's) is at most ``image_hash_radius_bits`` (31 = a global score of 0.80, the
-   default match threshold) is returned, nearest first. Multi-index hashing with pigeonhole-sized probing
+   default match threshold) is found, nearest first. Multi-index hashing with pigeonhole-sized probing
    makes this exact, not approximate: nothing the global stage would match at the threshold is missed
    (``tests/test_index_image.py`` checks it against the compare route by route; the benchmark on 10^6
    items against brute force). Re-encodings, resizes, colour edits, mirrors, quarter turns, uniform
-   padding and screenshots are found here.
+   padding and screenshots are found here. The whole images and the query's insets as they are form the
+   exact head; the two costlier routes (``COMPLETION_ROUTES``) are searched only to settle a search
+   (below), and otherwise left to the local stage, as before 2026-11-27.
 2. **Local features, approximate** (``image_words.py``): visual-word votes over each item's ORB
    descriptors, ranked by weak geometric consistency, propose items for crops, canvases/screenshots,
    logos and small rotations, which the hash misses. Its recall per transform family is measured, not
@@ -40,19 +42,20 @@ Small catalogs (at most ``image_exhaustive_below`` live items) propose every ite
 rule: search there is exactly pairwise matching, at a few compares' cost.
 
 Measured (``bench/catalog/image/REPORT.md``, 10^6 items, 996,897 of them synthetic distractors derived
-from real fingerprints, 2026-11-27, 05:47 UTC): the exact stage returned exactly the brute-force scan's
+from real fingerprints, 2026-11-27, 08:15 UTC): the exact stage returned exactly the brute-force scan's
 items on every checked query; Recall@10 (or ten better-scoring matches) is 97.9% of pairwise recall
-overall: 95-100% on re-encoding, resizing, colour, mirrors, quarter turns, padding, logos, watermarks, crops <= 25%, small
-rotations and screenshots, 89% on 50% crops and 91% on combinations. Latency p50 120 ms, p99 429 ms a
-query on a slow 2-core box (index stage 69 ms p50; score bounds leave 16 full compares at the median, the
-verify stage 3.8 ms; the tail is crops, logos and small rotations, whose top 10 sit just under the local
-cap): the p50 <= 10 ms and p99 <= 50 ms targets are missed.
+overall: 95-100% on re-encoding, resizing, colour, mirrors, quarter turns, padding, logos, watermarks,
+crops <= 25%, small rotations and screenshots, 89% on 50% crops and 91% on combinations. Two thirds of
+the queries are settled by the exact head. Latency is p50 28 ms and p99 239 ms a query on a 2-core box
+(a settled query: the head's hash search ~13 ms, then loading and comparing its copies; the tail is the
+unsettled crops, logos and small rotations: the word stage and up to 64 compares). The p50 <= 10 ms and
+p99 <= 50 ms targets are missed.
 
-Memory per item (measured at 200k): 256 bytes of hashes, ~706 bytes of hash postings (16 substrings of
-hash 0 and up to 112 distinct ones of hashes 1-7, 5 bytes each), ~4,105 bytes of word postings (16 bytes
-per keypoint, 256 by default, plus FAISS's list capacity, which the process's RSS shows) and ~109 of slot
-bookkeeping: 5.2 KB. No fingerprint is kept (``compact``: the replica loads the candidates' full
-fingerprints from the store).
+Memory per item (measured at 10^6): 256 bytes of hashes and 96 of inset hashes, ~793 bytes of hash
+postings (16 substrings of hash 0, up to 112 distinct ones of hashes 1-7 and 16 per informative inset, 5
+bytes each), ~4,096 bytes of word postings (16 bytes per keypoint, 256 by default, plus FAISS's list
+capacity, which the process's RSS shows) and ~109 of slot bookkeeping: 5.35 KB. No fingerprint is kept
+(``compact``: the replica loads the candidates' full fingerprints from the store).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.index import Tiers
-from shared.index.image_hashes import HashStage, alignment_bits, as_u64, inset_bits
+from shared.index.image_hashes import ROUTES, HashStage, alignment_bits, as_u64, inset_bits
 from shared.index.image_words import WordStage
 from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint
 from shared.kinds.image.scoring import score_from_bits
@@ -71,6 +74,8 @@ _NO_SLOT = -1
 #: The exact head's routes searched first (``image_hashes.ROUTES``), and those searched to settle a search.
 HEAD_ROUTES = ("whole", "query_insets_as_is")
 COMPLETION_ROUTES = ("query_insets_turned", "item_insets")
+#: Every route is searched to this radius first (a score of 0.936: above the local cap).
+NEAR_BITS = 15
 
 
 class ImageIndex:
@@ -146,8 +151,8 @@ class ImageIndex:
         return self.candidate_tiers(query, limit).all()[0]
 
     def candidate_tiers(self, query: Fingerprint, limit: int) -> Tiers:
-        """Items within the hash radius by any global route (all of them, nearest first) as ``exact``, the
-        head of the first tier; the local stage's first ``image_local_candidates`` (most votes first)
+        """Items within the hash radius by the head's routes (all of them, nearest first) as ``exact``,
+        the head of the first tier, and the other routes' as its ``complete``; the local stage's first ``image_local_candidates`` (most votes first)
         complete it, and its next ones follow, up to ``image_local_candidates_max`` in all (and ``limit``),
         ``image_local_candidates`` a tier. The local stage runs only when the replica asks for those tiers:
         not when the exact items already fill its top K above ``others_at_most``. The replica compares a
@@ -168,25 +173,42 @@ class ImageIndex:
             return self.hashes.search(
                 qcodes, query_insets, self._codes, self._insets, self._alive, routes, radius_bits)[0]
 
-        # The routes the local stage would not find (a picture shown turned inside the query, or the query
-        # inside an item) cost more than the others together: searched only when they can settle the top K,
-        # and then only as far as an item could still enter it (fewer probes: ``image_hashes.probe_plan``).
-        exact = search(HEAD_ROUTES)
+        # Every route within ``NEAR_BITS`` first: 16 probes a code instead of 272, and near-identical
+        # copies all score above the local cap there. Then the head's routes out to the radius (the exact
+        # stage as it was); the routes the local stage would not find (a picture shown turned inside the
+        # query, or the query inside an item) cost more than the others together, so they are searched
+        # only to settle the top K, and only as far as an item could still enter it.
+        near = min(NEAR_BITS, self.hashes.radius_bits)
+        given = search(ROUTES, near)
+        widened = False
+
+        def fresh(found: np.ndarray) -> list[int]:
+            nonlocal given
+            found = found[~np.isin(found, given)]
+            given = np.concatenate([given, found])
+            return [int(k) for k in self._keys[found]]
+
+        def widen() -> list[int]:
+            nonlocal widened
+            widened = True
+            return fresh(search(HEAD_ROUTES))
 
         def completion(floor: float) -> list[int]:
             radius = max((b for b in range(self.hashes.radius_bits + 1) if score_from_bits(b) >= floor), default=-1)
-            found = search(COMPLETION_ROUTES, radius) if radius >= 0 else exact[:0]
-            return [int(k) for k in self._keys[found[~np.isin(found, exact)]]]
+            if radius <= near:  # every route is searched that far already
+                return []
+            return fresh(search(COMPLETION_ROUTES if widened else ROUTES, radius))
 
         def local_tiers() -> list[list[int]]:
+            head = [] if widened else widen()
             most = min(limit, max(self.local_candidates, self.local_candidates_max))
-            local, _ = self.words.search(q.features, self._alive[: self._used], most + len(exact))
-            seen = set(exact.tolist())
+            local, _ = self.words.search(q.features, self._alive[: self._used], most + len(given))
+            seen = set(given.tolist())
             extra = [int(self._keys[s]) for s in local.tolist() if s not in seen][:most]
             step = max(1, self.local_candidates)
-            return [extra[:step]] + [extra[i : i + step] for i in range(step, len(extra), step)]
+            return [head + extra[:step]] + [extra[i : i + step] for i in range(step, len(extra), step)]
 
-        return Tiers([int(k) for k in self._keys[exact]], self.others_at_most, local_tiers, completion)
+        return Tiers([int(k) for k in self._keys[given]], self.others_at_most, local_tiers, completion, widen)
 
     def _informative_insets(self, fp: ImageFingerprint) -> list[np.ndarray]:
         """The fingerprint's informative insets (as the compare counts them), as 32-byte arrays."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class CatalogIndex:
             held = None if self.compact else {k: self.items[k] for t in tiers.all() for k in t if k in self.items}
         # The tiers' lazy parts read the index too: under the lock, as a refresh may be changing it.
         tiers.make_rest, tiers.complete = self._locked(tiers.make_rest), self._locked(tiers.complete)
+        tiers.widen = self._locked(tiers.widen)
         if held is not None:
             def load(keys: list[int]) -> list[tuple[ItemRecord, Fingerprint]]:
                 return [held[k] for k in keys if k in held]
@@ -170,10 +172,11 @@ def verify_tiers(
     when a tier's only matches could not enter the top K; how often that changes the top K is measured in
     ``bench/catalog/image/REPORT.md``.
 
-    **Exact head.** ``tiers.exact`` is compared first; when it gives K hits whose K-th score (as ranked,
-    to 4 places) is above ``tiers.others_at_most``, the rest of the exact head (``tiers.completion()``) is
-    compared, and then no other candidate can enter the top K: the rest of the tiers are neither computed
-    nor compared. The top K is the one comparing every candidate would give."""
+    **Exact head.** ``tiers.exact`` is compared first, then, unless that gave K hits whose K-th score (as
+    ranked, to 4 places) is above ``tiers.others_at_most``, ``tiers.widening()``. Once such K hits are in
+    hand, the rest of the exact head (``tiers.completion``) is compared, and then no other candidate can
+    enter the top K: the rest of the tiers are neither computed nor compared. The top K is the one
+    comparing every item of the catalog would give."""
     if not isinstance(tiers, Tiers):
         tiers = Tiers.of(tiers)
     bounded = getattr(kind, "compare_or_bound", None)
@@ -199,11 +202,15 @@ def verify_tiers(
                 del top[top_k:]
         return matched
 
+    def floor() -> float:  # as in the bound's floor: below this, a score rounds under the K-th hit's
+        return -top[-1][0] - 5e-5 if len(top) >= top_k > 0 else -math.inf
+
     head_matched = compare_all(tiers.exact) if tiers.exact else False
-    # As in the bound's floor: below this, a score rounds under the K-th hit's.
-    settled = len(top) >= top_k > 0 and -top[-1][0] - 5e-5 > tiers.others_at_most
+    if floor() <= tiers.others_at_most:
+        head_matched |= compare_all(tiers.widening())
+    settled = floor() > tiers.others_at_most
     if settled:  # the rest of the exact head, as far as it could enter the top K (it can only raise it)
-        head_matched |= compare_all(tiers.completion(-top[-1][0] - 5e-5))
+        head_matched |= compare_all(tiers.completion(floor()))
     dry: int | None = None  # tiers without a match since the last one with a match (None: none yet)
     for i, keys in enumerate([] if settled else tiers.rest()):
         if i and (dry is None or dry > settings.index.tier_patience):
