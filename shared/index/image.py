@@ -14,9 +14,10 @@ Two stages, because the image compare has two kinds of evidence (``shared/kinds/
    makes this exact, not approximate: nothing the global stage would match at the threshold is missed
    (``tests/test_index_image.py`` checks it against the compare route by route; the benchmark on 10^6
    items against brute force). Re-encodings, resizes, colour edits, mirrors, quarter turns, uniform
-   padding and screenshots are found here. The whole images and the query's insets as they are form the
-   exact head; the two costlier routes (``COMPLETION_ROUTES``) are searched only to settle a search
-   (below), and otherwise left to the local stage, as before 2026-11-27.
+   padding and screenshots are found here. Every route is searched within 15 bits first; then the whole
+   images and the query's insets as they are out to the radius, unless that settled the search; the two
+   costlier routes (``COMPLETION_ROUTES``) further only to settle a search (below), and otherwise left to
+   the local stage past 15 bits, as they were before 2026-11-27.
 2. **Local features, approximate** (``image_words.py``): visual-word votes over each item's ORB
    descriptors, ranked by weak geometric consistency, propose items for crops, canvases/screenshots,
    logos and small rotations, which the hash misses. Its recall per transform family is measured, not
@@ -37,6 +38,10 @@ the K-th hit's is not fully compared. And since an item outside the exact head s
 ``others_at_most`` (the local cap, 0.90: its global distance is over the radius, and local and whole-frame
 evidence are capped), the local stage is not even run when the exact head alone gives K hits above it:
 near-identical queries cost a hash-stage search and the compares of their copies, with the same top K.
+The head is searched in steps, each as far as needed: every route within ``NEAR_BITS`` (15: 16 probes a
+code, and near-identical copies all score above the cap there), then, unless that settled the search, the
+whole images and the query's insets as they are out to the radius; once settled, the two costlier routes
+out to the radius at which an item could still enter the top K (``image_hashes.probe_plan``).
 
 Small catalogs (at most ``image_exhaustive_below`` live items) propose every item, ranked by the same
 rule: search there is exactly pairwise matching, at a few compares' cost.

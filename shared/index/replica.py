@@ -183,13 +183,16 @@ def verify_tiers(
     top: list[tuple[float, str]] = []  # the best top_k rank keys so far
     hits: list[Hit] = []
 
+    def floor() -> float:
+        """With K hits in hand, a score below this rounds under the K-th's (``rank_key``: 4 places)."""
+        return -top[-1][0] - 5e-5 if len(top) >= top_k > 0 else -math.inf
+
     def compare_all(keys: list[int]) -> bool:
         """Compare ``keys`` (or bound them); whether one matched."""
         matched = False
         for item, fp in load(keys):
             if bounded is not None and len(top) >= top_k > 0:
-                # Below this, a score rounds under the K-th hit's (``rank_key`` rounds to 4 places).
-                found = bounded(query, fp, settings, -top[-1][0] - 5e-5)
+                found = bounded(query, fp, settings, floor())
             else:
                 found = kind.compare(query, fp, settings)
             if not isinstance(found, Match):
@@ -202,10 +205,7 @@ def verify_tiers(
                 del top[top_k:]
         return matched
 
-    def floor() -> float:  # as in the bound's floor: below this, a score rounds under the K-th hit's
-        return -top[-1][0] - 5e-5 if len(top) >= top_k > 0 else -math.inf
-
-    head_matched = compare_all(tiers.exact) if tiers.exact else False
+    head_matched = compare_all(tiers.exact)
     if floor() <= tiers.others_at_most:
         head_matched |= compare_all(tiers.widening())
     settled = floor() > tiers.others_at_most

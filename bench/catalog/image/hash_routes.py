@@ -7,8 +7,8 @@ items: the catalog's real fingerprints (``real.py``) and synthetic distractors m
 makes their hashes and insets (a crossover of two real fingerprints' bits, 5% flipped; vectorised here, so
 the bits differ from ``run.py``'s distractors but not their statistics). Then it times each route for
 the seed-0 variants (``run.py``'s recall queries), one thread: the whole images alone, the exact head's
-routes (``HEAD_ROUTES``), its completion (``COMPLETION_ROUTES``, searched only to settle a search) and
-every route at once.
+routes (``HEAD_ROUTES``), its completion (``COMPLETION_ROUTES``, searched only to settle a search),
+every route at once, and every route within ``NEAR_BITS`` (what a search looks at first).
 
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.catalog.image.hash_routes --items 1000000 --out ...
 """
@@ -30,7 +30,7 @@ from bench.catalog.image.distractors import HASH_FLIP  # noqa: E402
 from bench.catalog.image.real import load as load_real  # noqa: E402
 from bench.catalog.image.run import pct, uptime  # noqa: E402
 from bench.image import dataset  # noqa: E402
-from shared.index.image import COMPLETION_ROUTES, HEAD_ROUTES  # noqa: E402
+from shared.index.image import COMPLETION_ROUTES, HEAD_ROUTES, NEAR_BITS  # noqa: E402
 from shared.index.image_hashes import ROUTES, HashStage, as_u64  # noqa: E402
 from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -95,7 +95,9 @@ def main() -> None:
 
     queries = [real[p.target] for p in dataset.build(0) if p.label == 1]
     insets64 = insets.view(np.uint64).reshape(n, MAX_STORED_INSETS, 4)
-    routes = {"whole": ("whole",), "head": HEAD_ROUTES, "completion": COMPLETION_ROUTES, "every_route": ROUTES}
+    routes = {"whole": ("whole",), "head": HEAD_ROUTES, "completion": COMPLETION_ROUTES, "every_route": ROUTES,
+              "every_route_near": ROUTES}
+    radius = {"every_route_near": NEAR_BITS}
     ms: dict[str, list[float]] = {label: [] for label in routes}
     found: dict[str, int] = dict.fromkeys(ms, 0)
     u0 = uptime()
@@ -105,7 +107,7 @@ def main() -> None:
         own = q_insets[0][q_valid[0]]
         for label, chosen in routes.items():
             t0 = time.perf_counter()
-            found[label] += len(stage.search(qcodes, own, codes64, insets64, alive, chosen)[0])
+            found[label] += len(stage.search(qcodes, own, codes64, insets64, alive, chosen, radius.get(label))[0])
             ms[label].append(1000 * (time.perf_counter() - t0))
     result = {
         "items": n, "build_s": round(build_s, 1), "postings_bytes_per_item": round(stage.postings.nbytes / n, 1),
