@@ -164,6 +164,8 @@ def main() -> None:
     backlog = backlog[: args.backlog]
 
     lat: dict[str, list[float]] = {"index": [], "load": [], "verify": [], "total": []}
+    # Total ms by kind of query: copies settled by the exact head, the other copies, new uploads.
+    by_group: dict[str, list[float]] = collections.defaultdict(list)
     candidates_n: list[int] = []
     full_n: list[int] = []
     settled = 0  # queries whose exact head settled the top 10 (the local stage did not run)
@@ -197,6 +199,8 @@ def main() -> None:
         for part, v in (("index", index_s), ("load", load_s[0]), ("verify", t_d - t_a - index_s - load_s[0]),
                         ("total", t_d - t_a)):
             lat[part].append(1000 * v)
+        group = "new_upload" if truth is None else "settled" if tiers.settled else "unsettled"
+        by_group[group].append(1000 * (t_d - t_a))
         candidates_n.append(len(keys))
         settled += tiers.settled
         full_n.append(counting.full_compares)
@@ -228,6 +232,8 @@ def main() -> None:
         "candidates": {"p50": pct(candidates_n, 50), "p99": pct(candidates_n, 99), "max": max(candidates_n)},
         "full_compares": {"p50": pct(full_n, 50), "p99": pct(full_n, 99), "max": max(full_n)},
         "settled_by_exact_head": settled,
+        "total_ms_by_query_kind": {g: {"queries": len(v), "p50": round(pct(v, 50), 2), "p90": round(pct(v, 90), 2),
+                                       "p99": round(pct(v, 99), 2)} for g, v in sorted(by_group.items())},
         "new_uploads_with_a_match": false_top,
         "per_family": {f: dict(c) for f, c in per_family.items()},
     }
