@@ -156,13 +156,14 @@ class ImageIndex:
         return self.candidate_tiers(query, limit).all()[0]
 
     def candidate_tiers(self, query: Fingerprint, limit: int) -> Tiers:
-        """Items within the hash radius by the head's routes (all of them, nearest first) as ``exact``,
-        the head of the first tier, and the other routes' as its ``complete``; the local stage's first ``image_local_candidates`` (most votes first)
-        complete it, and its next ones follow, up to ``image_local_candidates_max`` in all (and ``limit``),
-        ``image_local_candidates`` a tier. The local stage runs only when the replica asks for those tiers:
-        not when the exact items already fill its top K above ``others_at_most``. The replica compares a
-        later tier only while a recent one held a match (``tier_patience``): a catalog holding many copies
-        of the query's picture has them all compared, ranked by score, rather than the 8 with most votes."""
+        """The exact head (module docstring: items within the hash radius, nearest first, in steps: ``exact``,
+        then ``widen()``, then ``complete(floor)``), then the local stage's first ``image_local_candidates``
+        (most votes first) to complete the first tier, and its next ones, up to
+        ``image_local_candidates_max`` in all (and ``limit``), ``image_local_candidates`` a tier. The local
+        stage runs only when the replica asks for those tiers: not when the head already fills its top K
+        above ``others_at_most``. The replica compares a later tier only while a recent one held a match
+        (``tier_patience``): a catalog holding many copies of the query's picture has them all compared,
+        ranked by score, rather than the 8 with most votes."""
         q = _image(query)
         qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
         insets = self._informative_insets(q)
