@@ -15,20 +15,18 @@ every route at once, and every route within ``NEAR_BITS`` (what a search looks a
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.catalog.image.distractors import HASH_FLIP  # noqa: E402
 from bench.catalog.image.real import load as load_real  # noqa: E402
 from bench.catalog.image.run import pct, uptime  # noqa: E402
+from bench.catalog.image.tuning import script_start  # noqa: E402
 from bench.image import dataset  # noqa: E402
 from shared.index.image import COMPLETION_ROUTES, HEAD_ROUTES, NEAR_BITS  # noqa: E402
 from shared.index.image_hashes import ROUTES, HashStage, as_u64  # noqa: E402
@@ -65,12 +63,7 @@ def distractors(pool: tuple[np.ndarray, np.ndarray, np.ndarray], n: int, rng: np
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--items", type=int, default=1_000_000)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
-    faiss.omp_set_num_threads(1)
-    settings = Settings.from_env()
+    args, settings = script_start(1_000_000)
     real = {k: ImageFingerprint.from_bytes(v) for k, v in load_real().items()}
     names = sorted(k for k in real if k.startswith("orig/") or k.startswith("seed1/"))
     pool = arrays([real[n] for n in names], settings)

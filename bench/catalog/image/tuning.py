@@ -65,15 +65,20 @@ def tuning_catalog(items: int, settings: Settings) -> TuningCatalog:
     return TuningCatalog(real, names, distractors, index)
 
 
-def tuning_run() -> tuple[argparse.Namespace, Settings, TuningCatalog]:
-    """A tuning-side script's start: ``--items`` and ``--out``, one thread, settings from the environment,
-    the catalog built."""
+def script_start(default_items: int) -> tuple[argparse.Namespace, Settings]:
+    """A catalog benchmark script's start: ``--items`` and ``--out``, one thread, settings from the
+    environment."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--items", type=int, default=default_items)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
-    settings = Settings.from_env()
+    return args, Settings.from_env()
+
+
+def tuning_run() -> tuple[argparse.Namespace, Settings, TuningCatalog]:
+    """A tuning-side script's start (``script_start``), the catalog built."""
+    args, settings = script_start(20_000)
     return args, settings, tuning_catalog(args.items, settings)
 
 
