@@ -71,7 +71,7 @@ from shared.index import Tiers
 from shared.index.image_hashes import ROUTES, HashStage, alignment_bits, as_u64, inset_bits
 from shared.index.image_words import WordStage
 from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint
-from shared.kinds.image.scoring import score_from_bits
+from shared.kinds.image.scoring import is_low_information, score_from_bits
 from shared.protocol import Fingerprint
 from shared.settings import Settings
 
@@ -90,7 +90,7 @@ class ImageIndex:
     def __init__(self, settings: Settings | None = None) -> None:
         settings = settings or Settings()
         s = settings.index
-        self.min_quality, self.min_detail = settings.image.min_quality, settings.image.min_detail_coefficients
+        self.image_settings = settings.image
         self.local_candidates = s.image_local_candidates
         self.local_candidates_max = s.image_local_candidates_max
         self.exhaustive_below = s.image_exhaustive_below
@@ -221,7 +221,7 @@ class ImageIndex:
         return [
             np.frombuffer(inset.hash, np.uint8)
             for inset in fp.insets
-            if inset.quality >= self.min_quality and inset.detail >= self.min_detail
+            if not is_low_information(inset, self.image_settings)
         ]
 
     # -- introspection ----------------------------------------------------------------------------------

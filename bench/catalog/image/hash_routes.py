@@ -31,6 +31,7 @@ from bench.image import dataset  # noqa: E402
 from shared.index.image import COMPLETION_ROUTES, HEAD_ROUTES, NEAR_BITS  # noqa: E402
 from shared.index.image_hashes import ROUTES, HashStage, as_u64  # noqa: E402
 from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint  # noqa: E402
+from shared.kinds.image.scoring import is_low_information  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def arrays(fps: list[ImageFingerprint], settings: Settings) -> tuple[np.ndarray,
     for n, fp in enumerate(fps):
         for i, inset in enumerate(fp.insets):
             insets[n, i] = np.frombuffer(inset.hash, np.uint8)
-            valid[n, i] = inset.quality >= settings.image.min_quality and inset.detail >= settings.image.min_detail_coefficients
+            valid[n, i] = not is_low_information(inset, settings.image)
     return codes, insets, valid
 
 

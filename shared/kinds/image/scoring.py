@@ -63,7 +63,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from shared.kinds.image.fingerprint import ImageFingerprint
+from shared.kinds.image.fingerprint import ImageFingerprint, Inset
 from shared.kinds.image.hashing import DIHEDRALS, INVERSE, hamming_bits
 from shared.kinds.image.photometric import (
     BLOCK_PX,
@@ -155,7 +155,7 @@ def best_inset(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings
     best: InsetAlignment | None = None
     for holder, whole, inside in (("target", a, b), ("source", b, a)):
         for inset in inside.insets:
-            if inset.quality < settings.min_quality or inset.detail < settings.min_detail_coefficients:
+            if is_low_information(inset, settings):
                 continue
             for k, dihedral in enumerate(DIHEDRALS):
                 bits = hamming_bits(whole.hashes[k], inset.hash)
@@ -168,7 +168,8 @@ def best_inset(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSettings
     return best
 
 
-def is_low_information(fp: ImageFingerprint, settings: ImageSettings) -> bool:
+def is_low_information(fp: ImageFingerprint | Inset, settings: ImageSettings) -> bool:
+    """Too flat or too simple to be evidence: an image, or a picture found inside one (an inset)."""
     return fp.quality < settings.min_quality or fp.detail < settings.min_detail_coefficients
 
 
