@@ -27,7 +27,7 @@ from shared.kinds.image.photometric import (
     untrimmed_frame_matrix,
 )
 from shared.kinds.image.scoring import inliers_to_reach, score_from_bits, score_from_frame, score_from_inliers
-from shared.kinds.image.verify import inlier_bound, neighbours
+from shared.kinds.image.verify import Neighbours, inlier_bound
 from shared.protocol import LocalMedia
 from shared.settings import Settings
 from shared.sniff import SNIFF_BYTES, sniff
@@ -130,7 +130,7 @@ def test_descriptors_are_mirror_closed(large: tuple[Image.Image, ImageFingerprin
     g = fp(save(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), tmp_path / "mirror.png"))
     a, b = f.features, g.features
     # Pair each keypoint with the mirror image's keypoint at its reflected position and octave.
-    ref = b.mirrored_xy()
+    ref = b.mirrored_xy
     dist = np.linalg.norm(a.xy[:, None, :] - ref[None, :, :], axis=2)
     nearest = dist.argmin(axis=1)
     same = (dist.min(axis=1) < 1.0) & (a.points["octave"] == b.points["octave"][nearest])
@@ -394,7 +394,7 @@ def test_an_ambiguous_fit_counts_only_when_the_blocks_confirm_it(tmp_path: Path)
     assert explanation["block_agreement"]["agreeing_fraction"] >= SETTINGS.image.confirm_block_agreement
     # Catalog search's bound on this fit, from the matches alone (the best window of keypoint turns), holds:
     # at least the inliers RANSAC found, and so a score bound at least the score.
-    knn = neighbours(source.features, target.features)
+    knn = Neighbours(source.features, target.features)
     assert inlier_bound(source.features, target.features, knn, SETTINGS.image) >= explanation["inliers"]
     assert KIND.compare_or_bound(source, target, SETTINGS, 2.0) >= match.similarity_score
     # The same fit, unconfirmed (a confirmation nothing can reach), does not count at all.

@@ -34,10 +34,10 @@ from __future__ import annotations
 import functools
 import itertools
 
-import faiss
 import numpy as np
 
 from shared.index.image_postings import Postings, run_starts
+from shared.kinds.image.hashing import hamming_matrix
 
 TABLES = 16
 SUB_BITS = 16
@@ -196,17 +196,6 @@ def _pair_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return c[:, 0].astype(np.int64) + c[:, 1] + c[:, 2] + c[:, 3]
 
 
-def _hammings(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(na, nb) Hamming distances between the rows of two uint8 code arrays (FAISS's ``hammings``, in C:
-    12x faster here than numpy's ``bitwise_count`` over uint64 words, whose small-axis sums dominated)."""
-    a, b = np.ascontiguousarray(a, np.uint8), np.ascontiguousarray(b, np.uint8)
-    out = np.empty((len(a), len(b)), np.int32)
-    if out.size:
-        faiss.hammings(  # type: ignore[attr-defined]  # (SWIG functions missing from faiss's stubs)
-            faiss.swig_ptr(a), faiss.swig_ptr(b), len(a), len(b), a.shape[1], faiss.swig_ptr(out))
-    return out
-
-
 def _as_u8(codes64: np.ndarray) -> np.ndarray:
     """(n, 8, 4) uint64 -> (n * 8, 32) uint8 (same bits)."""
     return np.ascontiguousarray(codes64).view(np.uint8).reshape(-1, 32)
@@ -214,7 +203,7 @@ def _as_u8(codes64: np.ndarray) -> np.ndarray:
 
 def inset_bits(code: np.ndarray, item_codes64: np.ndarray) -> np.ndarray:
     """The compare's inset distance for every item: min over k of d(inset, b[k])."""
-    d = _hammings(np.asarray(code, np.uint8).reshape(1, 32), _as_u8(item_codes64))
+    d = hamming_matrix(np.asarray(code, np.uint8).reshape(1, 32), _as_u8(item_codes64))
     return d.reshape(len(item_codes64), 8).min(axis=1).astype(np.int64)
 
 
@@ -228,6 +217,6 @@ def alignment_bits(query_codes: np.ndarray, item_codes64: np.ndarray) -> np.ndar
     """``best_alignment``'s distance for every item: min over k of d(q[0], b[k]) and d(q[k], b[0])."""
     n = len(item_codes64)
     q = np.asarray(query_codes, np.uint8).reshape(8, 32)
-    d_q0_bk = _hammings(q[:1], _as_u8(item_codes64)).reshape(n, 8).min(axis=1)
-    d_qk_b0 = _hammings(q, _as_u8(item_codes64[:, :1])).min(axis=0)
+    d_q0_bk = hamming_matrix(q[:1], _as_u8(item_codes64)).reshape(n, 8).min(axis=1)
+    d_qk_b0 = hamming_matrix(q, _as_u8(item_codes64[:, :1])).min(axis=0)
     return np.minimum(d_q0_bk, d_qk_b0).astype(np.int64)

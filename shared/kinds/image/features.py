@@ -43,6 +43,7 @@ is at most 512 px), angle in 1/128 turns (7 bits), pyramid octave (3 bits), then
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -91,15 +92,21 @@ class Features:
     height: int
     points: np.ndarray  # KEYPOINT_DTYPE, shape (n,)
 
-    @property
+    @functools.cached_property
     def xy(self) -> np.ndarray:
-        """Keypoint centres in working pixels, float32 (n, 2)."""
-        return np.stack([self.points["x"], self.points["y"]], axis=1).astype(np.float32) / XY_SCALE
+        """Keypoint centres in working pixels, float32 (n, 2), read-only (computed once: a catalog search
+        fits one query's keypoints against every candidate's)."""
+        xy = np.stack([self.points["x"], self.points["y"]], axis=1).astype(np.float32) / XY_SCALE
+        xy.flags.writeable = False
+        return xy
 
+    @functools.cached_property
     def mirrored_xy(self) -> np.ndarray:
-        """Centres of the same keypoints on the mirrored plane (where ``mirror`` descriptors were taken)."""
-        xy = self.xy
+        """Centres of the same keypoints on the mirrored plane (where ``mirror`` descriptors were taken),
+        read-only."""
+        xy = self.xy.copy()
         xy[:, 0] = (self.width - 1) - xy[:, 0]
+        xy.flags.writeable = False
         return xy
 
     def angles_deg(self, mirror: bool = False) -> np.ndarray:

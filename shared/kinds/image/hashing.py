@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
+import faiss
 import numpy as np
 
 HASH_SIDE = 64
@@ -184,3 +185,15 @@ def hash_luma(luma: np.ndarray) -> HashResult:
 
 def hamming_bits(a: bytes, b: bytes) -> int:
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
+
+
+def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(na, nb) int32 Hamming distances between the rows of two uint8 code arrays of one width (FAISS's
+    ``hammings``, in C: 12x faster than numpy's ``bitwise_count`` over uint64 words, whose small-axis sums
+    dominated)."""
+    a, b = np.ascontiguousarray(a, np.uint8), np.ascontiguousarray(b, np.uint8)
+    out = np.empty((len(a), len(b)), np.int32)
+    if out.size:
+        faiss.hammings(  # type: ignore[attr-defined]  # (SWIG functions missing from faiss's stubs)
+            faiss.swig_ptr(a), faiss.swig_ptr(b), len(a), len(b), a.shape[1], faiss.swig_ptr(out))
+    return out

@@ -73,7 +73,7 @@ from shared.kinds.image.photometric import (
     frame_agreement,
     untrimmed_frame_matrix,
 )
-from shared.kinds.image.verify import LocalEvidence, Neighbours, inlier_bound, neighbours, verify
+from shared.kinds.image.verify import LocalEvidence, Neighbours, inlier_bound, verify
 from shared.protocol import Confidence, Match
 from shared.settings import ImageSettings
 
@@ -217,7 +217,7 @@ def compare_or_bound(a: ImageFingerprint, b: ImageFingerprint, settings: ImageSe
     bound = min(max(evidence.score, settings.local_max_score), cap)
     if bound < floor:
         return bound
-    knn = neighbours(a.features, b.features)
+    knn = Neighbours(a.features, b.features)
     most = inlier_bound(a.features, b.features, knn, settings, inliers_to_reach(floor, settings))
     bound = min(max(evidence.score, score_from_inliers(most, settings, confirmed=True)), cap)
     if bound < floor:  # the whole-frame score last: only when the rest cannot reach the floor
