@@ -367,18 +367,25 @@ def inlier_bound(a: Features, b: Features, knn: Neighbours, settings: ImageSetti
 
 def verify(a: Features, b: Features, settings: ImageSettings, knn: Neighbours | None = None) -> LocalEvidence | None:
     """The best verified similarity between source ``a`` and target ``b`` (either hand), or ``None``;
-    ``knn``: their ``Neighbours`` when already searched."""
+    ``knn``: their ``Neighbours`` when already searched. A hand is not fitted when its matches cannot
+    beat the other hand's inliers (a fit's inliers are distinct matches, one per source keypoint)."""
     best: LocalEvidence | None = None
     if knn is None:
         knn = Neighbours(a, b)
-    for mirror in (False, True):
-        found = _fit(a, b, mirror, knn, settings)
-        if found is not None and (best is None or found.inliers > best.inliers):
-            best = found
-    if best is None and settings.ambiguous_matching:
-        # Second pass for repeated patterns (see ``_matches``); ``scoring.py`` requires block confirmation.
+    passes = (False, True) if settings.ambiguous_matching else (False,)
+    for ambiguous in passes:
+        if ambiguous and best is not None:
+            break  # the repeated-pattern pass (see ``_matches``) runs only when the plain one found nothing
         for mirror in (False, True):
-            found = _fit(a, b, mirror, knn, settings, ambiguous=True)
+            if best is not None and _distinct_sources(knn.matches(mirror, settings, ambiguous)[0]) <= best.inliers:
+                continue
+            found = _fit(a, b, mirror, knn, settings, ambiguous)
             if found is not None and (best is None or found.inliers > best.inliers):
                 best = found
     return best
+
+
+def _distinct_sources(src: np.ndarray) -> int:
+    """How many distinct source keypoints ``src`` (sorted, as ``_matches`` returns them for the repeated-pattern
+    pass; distinct in the plain pass) holds."""
+    return int(np.count_nonzero(src[1:] != src[:-1])) + 1 if len(src) else 0
