@@ -18,7 +18,7 @@ from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, Unsuppor
 from shared.kinds import get_kind
 from shared.kinds.image import KIND, ImageFingerprint
 from shared.kinds.image.features import MAX_KEYPOINTS
-from shared.kinds.image.hashing import DIHEDRALS, dct_block, trim_box
+from shared.kinds.image.hashing import DIHEDRALS, dct_block, dihedral_hashes, trim_box
 from shared.kinds.image.photometric import (
     block_agreement,
     decode_thumbnail,
@@ -27,7 +27,7 @@ from shared.kinds.image.photometric import (
     untrimmed_frame_matrix,
 )
 from shared.kinds.image.scoring import inliers_to_reach, score_from_bits, score_from_frame, score_from_inliers
-from shared.kinds.image.verify import Neighbours, inlier_bound
+from shared.kinds.image.verify import Neighbours, _neighbours, inlier_bound
 from shared.protocol import LocalMedia
 from shared.settings import Settings
 from shared.sniff import SNIFF_BYTES, sniff
@@ -734,6 +734,32 @@ def test_dihedral_dct_identities() -> None:
     for d in DIHEDRALS:
         _, expected = dct_block(np.ascontiguousarray(d.apply_plane(plane)))
         np.testing.assert_allclose(d.apply_dct(block), expected, atol=1e-2, err_msg=d.name)
+
+
+def test_dihedral_hashes_follow_pdq_rule_per_transform() -> None:
+    """The 8 hashes computed as one array equal PDQ's rule applied to each transformed block on its own."""
+    plane = cv2.resize(photo(3)[..., 1].astype(np.float32), (64, 64), interpolation=cv2.INTER_AREA)
+    _, block = dct_block(plane)
+    for d, got in zip(DIHEDRALS, dihedral_hashes(block), strict=True):
+        flat = d.apply_dct(block).astype(np.float64).ravel()
+        bits = flat > np.median(flat[1:])
+        bits[0] = False
+        assert got == np.packbits(bits).tobytes(), d.name
+
+
+def test_two_nearest_descriptors_match_a_brute_force_search_ties_included() -> None:
+    """``verify._neighbours`` (a distance matrix and two argmins) = sorting each row by (distance, index)."""
+    rng = np.random.default_rng(5)
+    for values in (256, 2):  # random codes, then codes of 0/1 bytes: ties everywhere
+        a = rng.integers(0, values, (120, 16), dtype=np.uint8)
+        b = rng.integers(0, values, (90, 16), dtype=np.uint8)
+        dist = np.unpackbits(a[:, None, :] ^ b[None, :, :], axis=2).sum(axis=2)
+        order = np.lexsort((np.broadcast_to(np.arange(len(b)), dist.shape), dist), axis=1)[:, :2]
+        found = _neighbours(a, b)
+        assert found is not None
+        np.testing.assert_array_equal(found[1], order)
+        np.testing.assert_array_equal(found[0], np.take_along_axis(dist, order, axis=1))
+    assert _neighbours(a[:1], b) is None and _neighbours(a, b[:1]) is None
 
 
 def test_trim_box_ignores_two_tone_content() -> None:
