@@ -47,14 +47,14 @@ Small catalogs (at most ``image_exhaustive_below`` live items) propose every ite
 rule: search there is exactly pairwise matching, at a few compares' cost.
 
 Measured (``bench/catalog/image/REPORT.md``, 10^6 items, 996,897 of them synthetic distractors derived
-from real fingerprints, 2026-11-27, 08:50 UTC): the exact stage returned exactly the brute-force scan's
+from real fingerprints, 2026-11-27, 11:06 UTC): the exact stage returned exactly the brute-force scan's
 items on every checked query; Recall@10 (or ten better-scoring matches) is 97.9% of pairwise recall
 overall: 95-100% on re-encoding, resizing, colour, mirrors, quarter turns, padding, logos, watermarks,
 crops <= 25%, small rotations and screenshots, 89% on 50% crops and 91% on combinations. Two thirds of
-the benchmark's queries are settled by the exact head. Latency p50 8.6 ms, p90 130 ms, p99 256 ms a query
+the benchmark's queries are settled by the exact head. Latency p50 9.8 ms, p90 134 ms, p99 241 ms a query
 on a 2-core box (a settled query: the 15-bit search ~3 ms, then loading and comparing its copies; the rest,
 and every query with fewer than K copies above the cap, also pay the 31-bit search ~13 ms, the local
-stage and up to 64 compares). The p99 <= 50 ms target is missed.
+stage and up to 64 compares, p50 109 ms, p99 287 ms). The p99 <= 50 ms target is missed.
 
 Memory per item (measured at 10^6): 256 bytes of hashes and 96 of inset hashes, ~793 bytes of hash
 postings (16 substrings of hash 0, up to 112 distinct ones of hashes 1-7 and 16 per informative inset, 5
