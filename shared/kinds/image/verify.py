@@ -372,10 +372,11 @@ def verify(a: Features, b: Features, settings: ImageSettings, knn: Neighbours | 
     best: LocalEvidence | None = None
     if knn is None:
         knn = Neighbours(a, b)
-    passes = (False, True) if settings.ambiguous_matching else (False,)
-    for ambiguous in passes:
-        if ambiguous and best is not None:
-            break  # the repeated-pattern pass (see ``_matches``) runs only when the plain one found nothing
+    for ambiguous in (False, True):
+        if ambiguous and (best is not None or not settings.ambiguous_matching):
+            break
+        # The second pass is for repeated patterns (see ``_matches``), when the plain one found nothing;
+        # ``scoring.py`` requires block confirmation of its fits.
         for mirror in (False, True):
             if best is not None and _distinct_sources(knn.matches(mirror, settings, ambiguous)[0]) <= best.inliers:
                 continue
