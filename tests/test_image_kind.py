@@ -124,6 +124,24 @@ def test_from_bytes_rejects_garbage(base: tuple[Image.Image, ImageFingerprint]) 
             ImageFingerprint.from_bytes(bad)
 
 
+def test_a_parsed_thumbnail_is_decoded_on_first_use(base: tuple[Image.Image, ImageFingerprint]) -> None:
+    """Parsing leaves the thumbnail encoded (a search compares most candidates by hashes alone); its first
+    use decodes it to the fresh pixels, and a corrupt one is then a typed error, not a crash."""
+    _, f = base
+    back = ImageFingerprint.from_bytes(f.to_bytes())
+    assert back.thumb_pixels is None and "thumb" not in vars(back)
+    # A copy found by its hash alone (the global score over the local cap) never needs the thumbnail.
+    assert KIND.compare(f, back, SETTINGS).similarity_score == 1.0 and "thumb" not in vars(back)
+    np.testing.assert_array_equal(back.thumb, f.thumb)
+    data = bytearray(f.to_bytes())
+    start = 14 + 4 * 8 + 2 * 1 + 3 * 2 + 2 * 1 + 2 + 8 * 32  # header, body (``_BODY``) and hashes: the thumbnail
+    data[start + 20 : start + 40] = bytes(20)
+    corrupt = ImageFingerprint.from_bytes(bytes(data))
+    assert corrupt.to_bytes() == bytes(data)  # storing it again needs no decode
+    with pytest.raises(DecodeFailed, match="thumbnail"):
+        _ = corrupt.thumb
+
+
 def test_descriptors_are_mirror_closed(large: tuple[Image.Image, ImageFingerprint], tmp_path: Path) -> None:
     """The mirrored image's descriptors are the stored ones with their halves swapped (features.py, format v5)."""
     img, f = large

@@ -91,7 +91,7 @@ def fingerprint_image(
         detail=min(result.detail, 255),
         hashes=result.hashes,
         features=features,
-        thumb=thumb,
+        thumb_pixels=thumb,
         thumb_code=encode_thumbnail(thumb),
         insets=tuple(insets),
     )

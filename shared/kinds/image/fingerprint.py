@@ -30,6 +30,7 @@ versions are refused with ``DecodeFailed``; stored fingerprints of older version
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -83,21 +84,26 @@ class ImageFingerprint:
     hashes: tuple[bytes, ...]
     #: ORB keypoints of the trimmed content (see ``features.py``).
     features: Features = field(default_factory=lambda: Features(0, 0, np.zeros(0, KEYPOINT_DTYPE)))
-    #: The working plane at a long side of 64 px, uint8 (see ``photometric.py``); empty when unknown. When
-    #: ``thumb_code`` is given, these are its decoded pixels.
-    thumb: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    #: The thumbnail's pixels when known: the working plane at a long side of 64 px, uint8 (see
+    #: ``photometric.py``). ``None`` in a parsed fingerprint: ``thumb`` decodes ``thumb_code`` on first
+    #: use, since a catalog search compares most candidates by their hashes alone and the decode is three
+    #: quarters of a parse.
+    thumb_pixels: np.ndarray | None = None
     #: Pictures placed inside this image (a screenshot's photo), largest first; usually none.
     insets: tuple[Inset, ...] = ()
-    #: The stored (lossless WebP) form of ``thumb``, kept so storing does not encode again; empty: encoded
-    #: from ``thumb`` by ``to_bytes``.
+    #: The stored (lossless WebP) form of the thumbnail, kept so storing does not encode again; empty:
+    #: encoded from ``thumb_pixels`` by ``to_bytes``.
     thumb_code: bytes = b""
+    #: (width, height) of the thumbnail ``thumb_code`` holds, when ``thumb_pixels`` is ``None``.
+    thumb_size: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if len(self.hashes) != len(DIHEDRALS) or any(len(h) != HASH_BYTES for h in self.hashes):
             raise ValueError("an image fingerprint holds 8 hashes of 32 bytes")
         if self.features.points.dtype != KEYPOINT_DTYPE or len(self.features.points) > MAX_KEYPOINTS:
             raise ValueError(f"an image fingerprint holds at most {MAX_KEYPOINTS} keypoints")
-        if self.thumb.dtype != np.uint8 or self.thumb.ndim != 2 or max(self.thumb.shape) > THUMB_SIDE_PX:
+        pixels = self.thumb_pixels
+        if (pixels is not None and (pixels.dtype != np.uint8 or pixels.ndim != 2)) or max(self._thumb_shape) > THUMB_SIDE_PX:
             raise ValueError(f"an image fingerprint's thumbnail is uint8, at most {THUMB_SIDE_PX} px a side")
         if len(self.insets) > MAX_STORED_INSETS or any(len(i.hash) != HASH_BYTES for i in self.insets):
             raise ValueError(f"an image fingerprint holds at most {MAX_STORED_INSETS} insets of one 32-byte hash")
@@ -107,6 +113,25 @@ class ImageFingerprint:
 
     def __hash__(self) -> int:
         return hash(self.to_bytes())
+
+    @functools.cached_property
+    def thumb(self) -> np.ndarray:
+        """The thumbnail's pixels (empty when unknown), decoded from ``thumb_code`` on first use when parsed;
+        ``DecodeFailed`` when the stored form does not decode to its stated size."""
+        if self.thumb_pixels is not None:
+            return self.thumb_pixels
+        width, height = self.thumb_size
+        thumb = decode_thumbnail(self.thumb_code, width, height)
+        if thumb is None:
+            raise DecodeFailed("image fingerprint thumbnail does not decode")
+        return thumb
+
+    @property
+    def _thumb_shape(self) -> tuple[int, int]:
+        """(height, width) of the thumbnail, without decoding it."""
+        if self.thumb_pixels is not None:
+            return self.thumb_pixels.shape[0], self.thumb_pixels.shape[1]
+        return self.thumb_size[1], self.thumb_size[0]
 
     @property
     def duration_s(self) -> float | None:
@@ -119,7 +144,7 @@ class ImageFingerprint:
 
     def to_bytes(self) -> bytes:
         f = self.features
-        th, tw = self.thumb.shape
+        th, tw = self._thumb_shape
         thumb = self.thumb_code or encode_thumbnail(self.thumb)
         if len(thumb) > 0xFFFF:
             raise ValueError("an image fingerprint's thumbnail is too large to store")
@@ -168,9 +193,8 @@ class ImageFingerprint:
         raw = bytes(payload[_BODY.size : _BODY.size + _HASHES_BYTES])
         hashes = tuple(raw[i * HASH_BYTES : (i + 1) * HASH_BYTES] for i in range(len(DIHEDRALS)))
         code = bytes(payload[fixed:thumb_end])
-        thumb = decode_thumbnail(code, tw, th)
-        if thumb is None:
-            raise DecodeFailed("image fingerprint thumbnail does not decode")
+        if (m == 0) != (tw == 0 or th == 0):
+            raise DecodeFailed("image fingerprint thumbnail does not match its stated size")
         points = unpack_points(bytes(payload[thumb_end:points_end]))
         features = Features(fw, fh, points)
         insets = []
@@ -178,5 +202,6 @@ class ImageFingerprint:
             *box, inset_quality, inset_detail, inset_hash = _INSET.unpack_from(payload, points_end + 1 + j * _INSET.size)
             insets.append(Inset((box[0], box[1], box[2], box[3]), inset_quality, inset_detail, inset_hash))
         return cls(
-            width, height, (left, top, right, bottom), quality, detail, hashes, features, thumb, tuple(insets), code
+            width, height, (left, top, right, bottom), quality, detail, hashes, features, None, tuple(insets), code,
+            (tw, th),
         )
