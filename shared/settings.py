@@ -313,11 +313,6 @@ class IndexSettings:
     image_query_cells_per_half: int = 2
     image_local_candidates: int = 8
     image_local_candidates_max: int = 64
-    #: Experimental, off by default: the first tier also takes this many items proposed by the keypoints
-    #: inside the query's informative insets alone (a picture inside a page, away from the page's chrome,
-    #: which every screenshot in a catalog shares). Measured on the tuning side only
-    #: (bench/catalog/image/REPORT.md).
-    image_inset_candidates: int = 0
     #: Dry tiers (no match) tolerated after a tier that held one before the search stops: a copy ranked one
     #: tier past its cluster (a crop among look-alikes) is still compared. A query matching nothing still
     #: costs the first tier only.

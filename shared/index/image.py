@@ -65,14 +65,11 @@ capacity, which the process's RSS shows) and ~109 of slot bookkeeping: 5.35 KB. 
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from shared.index import Tiers
 from shared.index.image_hashes import ROUTES, HashStage, alignment_bits, as_u64, inset_bits
 from shared.index.image_words import WordStage
-from shared.kinds.image.features import Features
 from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint
 from shared.kinds.image.scoring import is_low_information, score_from_bits
 from shared.protocol import Fingerprint
@@ -84,8 +81,6 @@ HEAD_ROUTES = ("whole", "query_insets_as_is")
 COMPLETION_ROUTES = ("query_insets_turned", "item_insets")
 #: Every route is searched to this radius first (a score of 0.936: above the local cap).
 NEAR_BITS = 15
-#: An inset proposes candidates of its own (``image_inset_candidates``) when it holds this many keypoints.
-INSET_MIN_KEYPOINTS = 32
 
 
 class ImageIndex:
@@ -98,7 +93,6 @@ class ImageIndex:
         self.image_settings = settings.image
         self.local_candidates = s.image_local_candidates
         self.local_candidates_max = s.image_local_candidates_max
-        self.inset_candidates = s.image_inset_candidates
         self.exhaustive_below = s.image_exhaustive_below
         self.hashes = HashStage(s.image_hash_radius_bits)
         # What an item the hash stage did not return can score at most: its global score is below the
@@ -218,38 +212,9 @@ class ImageIndex:
             seen = set(given.tolist())
             extra = [int(self._keys[s]) for s in local.tolist() if s not in seen][:most]
             step = max(1, self.local_candidates)
-            inside = self._inset_candidates(q, seen | set(extra[:step])) if self.inset_candidates else []
-            later = [k for k in extra[step:] if k not in set(inside)]
-            return [head + extra[:step] + inside] + [later[i : i + step] for i in range(0, len(later), step)]
+            return [head + extra[:step]] + [extra[i : i + step] for i in range(step, len(extra), step)]
 
         return Tiers([int(k) for k in self._keys[given]], self.others_at_most, local_tiers, completion, widen)
-
-    def _inset_candidates(self, q: ImageFingerprint, seen: set[int]) -> list[int]:
-        """Up to ``inset_candidates`` keys proposed by the word stage from the keypoints inside each of the
-        query's informative insets alone (taken in turn from each inset), none of ``seen``."""
-        f, (left, top, right, bottom) = q.features, q.trim
-        sx, sy = f.width / max(right - left, 1), f.height / max(bottom - top, 1)
-        lists = []
-        for inset in q.insets:
-            if is_low_information(inset, self.image_settings):
-                continue
-            x0, y0, x1, y1 = inset.box
-            xy = f.xy
-            inside = (xy[:, 0] >= (x0 - left) * sx) & (xy[:, 0] <= (x1 - left) * sx)
-            inside &= (xy[:, 1] >= (y0 - top) * sy) & (xy[:, 1] <= (y1 - top) * sy)
-            if inside.sum() < INSET_MIN_KEYPOINTS:
-                continue
-            slots, _ = self.words.search(
-                Features(f.width, f.height, f.points[inside]), self._alive[: self._used],
-                self.inset_candidates + len(seen))
-            lists.append([int(self._keys[s]) for s in slots.tolist()])
-        found: list[int] = []
-        for key in (k for row in itertools.zip_longest(*lists) for k in row if k is not None):
-            if len(found) == self.inset_candidates:
-                break
-            if key not in seen and key not in found:
-                found.append(key)
-        return found
 
     def _informative_insets(self, fp: ImageFingerprint) -> list[np.ndarray]:
         """The fingerprint's informative insets (as the compare counts them), as 32-byte arrays."""
