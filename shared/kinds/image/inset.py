@@ -43,8 +43,6 @@ other image (the match threshold is 31).
 
 from __future__ import annotations
 
-import itertools
-
 import cv2
 import numpy as np
 from scipy.ndimage import maximum_filter1d
@@ -125,18 +123,19 @@ def _coverage(cum: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray
     """How much of each span each line (row of ``cum``) covers: the overall share where every quarter of the
     span holds at least ``MIN_QUARTER_COVERAGE`` of edge pixels, else 0 (a side that only starts part-way
     is not a side: a rectangle stretched past the picture to a neighbouring line loses a quarter)."""
-    share = (cum[:, end] - cum[:, start]) / (end - start)
+    cuts = [start + (end - start) * k // 4 for k in range(5)]  # cuts[0] is start, cuts[4] end
+    at = [cum[:, c] for c in cuts]  # each column gathered once
+    share = (at[4] - at[0]) / (end - start)
     # A side must also stop at one of its corners at least: the line does not run on past both ends
     # (a rectangle stretched to a page-wide line, such as a title bar's edge, does not qualify).
     length = cum.shape[1] - 1
     reach = max(3, round(CORNER_REACH * length))
-    before = (cum[:, start] - cum[:, np.maximum(start - reach, 0)]) / reach
-    after = (cum[:, np.minimum(end + reach, length)] - cum[:, end]) / reach
-    share = np.where(np.minimum(before, after) < MAX_RUN_ON, share, 0.0)
-    cuts = [start + (end - start) * k // 4 for k in range(5)]
-    for lo, hi in itertools.pairwise(cuts):
-        share = np.where((cum[:, hi] - cum[:, lo]) >= MIN_QUARTER_COVERAGE * (hi - lo), share, 0.0)
-    return share
+    before = (at[0] - cum[:, np.maximum(start - reach, 0)]) / reach
+    after = (cum[:, np.minimum(end + reach, length)] - at[4]) / reach
+    side = np.minimum(before, after) < MAX_RUN_ON
+    for k in range(4):
+        side &= (at[k + 1] - at[k]) >= MIN_QUARTER_COVERAGE * (cuts[k + 1] - cuts[k])
+    return np.where(side, share, 0.0)
 
 
 def find_insets(luma: np.ndarray, limit: int = MAX_INSETS) -> list[Box]:
