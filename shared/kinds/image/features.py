@@ -203,11 +203,6 @@ def _spread(keypoints: tuple[cv2.KeyPoint, ...], width: int, height: int) -> lis
     return [keypoints[int(i)] for i in order[pick]]
 
 
-def extract_features(content: np.ndarray) -> Features:
-    """ORB keypoints of ``content`` (trimmed float luma) with plain and mirror descriptors."""
-    return describe_plane(working_plane(content))
-
-
 def describe_plane(plane: np.ndarray) -> Features:
     """ORB keypoints of a working plane (``working_plane``'s output) with plain and mirror descriptors."""
     height, width = plane.shape
