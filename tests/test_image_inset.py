@@ -11,7 +11,10 @@ from PIL import Image
 
 from shared.errors import DecodeFailed
 from shared.kinds.image import ImageFingerprint
+from shared.kinds.image.hashing import hamming_bits
 from shared.kinds.image.inset import find_insets
+from shared.kinds.image.scoring import global_evidence
+from shared.kinds.image.turn import turn_deg
 from shared.protocol import pack_header
 from tests.test_image_kind import KIND, SETTINGS, THRESHOLD, fp, photo, save
 
@@ -166,3 +169,35 @@ def test_insets_survive_the_byte_form_and_older_versions_are_refused(
         ImageFingerprint.from_bytes(data[:-1])
     with pytest.raises(DecodeFailed):
         ImageFingerprint.from_bytes(pack_header("image", 3) + data[14:])
+
+
+# -- a picture turned inside its frame (shared/kinds/image/turn.py) ------------------------------------------
+@pytest.mark.parametrize("angle", [-4.0, -1.5, 2.5, 4.5])
+def test_turn_of_a_picture_inside_its_frame_is_read_from_its_black_corners(angle: float) -> None:
+    picture = Image.fromarray(photo(31, 320, 240)).rotate(angle, resample=Image.Resampling.BICUBIC,
+                                                          fillcolor=(0, 0, 0))
+    found = turn_deg(np.asarray(picture.convert("L"), np.float32))
+    assert found is not None and abs(found - angle) <= 0.5, found
+
+
+def test_no_turn_is_read_from_a_picture_that_is_not_turned() -> None:
+    assert turn_deg(np.asarray(Image.fromarray(photo(31, 320, 240)).convert("L"), np.float32)) is None
+    assert turn_deg(np.zeros((240, 320), np.float32)) is None  # all dark: no wedge edges
+    assert turn_deg(np.zeros((10, 320), np.float32)) is None
+
+
+def test_turned_picture_inside_a_page_matches_through_its_turned_back_inset(
+    source: tuple[Image.Image, ImageFingerprint], tmp_path: Path
+) -> None:
+    """Turned 3 degrees in its frame, shown small in a page: the frame hashes near the source only turned back."""
+    img, source_fp = source
+    turned = img.rotate(3.0, resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
+    target = fp(save(page(turned.resize((320, 240), Image.Resampling.LANCZOS), 760, 400, (380, 60)),
+                     tmp_path / "page.jpg", quality=80))
+    as_is, back = target.insets[0], target.insets[1]
+    bits = [min(hamming_bits(h, inset.hash) for h in source_fp.hashes) for inset in (as_is, back)]
+    assert bits[1] <= 31 < bits[0], bits  # 31 bits: the global match radius
+    evidence = global_evidence(source_fp, target, SETTINGS.image)  # the route a catalog's hash stage takes
+    assert evidence.inset is not None and evidence.inset.box == back.box and evidence.inset.bits == bits[1]
+    assert evidence.score >= THRESHOLD
+    assert KIND.compare(source_fp, target, SETTINGS).similarity_score >= evidence.score

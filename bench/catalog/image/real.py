@@ -1,8 +1,9 @@
 """Real fingerprints for the catalog benchmark: the image benchmark's originals and both seeds' variants.
 
 Fingerprints are computed with the image kind (``shared.kinds.image.fingerprint_image``, decode included)
-and cached in ``bench/data/catalog_image/real.pkl`` ({relative path: fingerprint bytes}), keyed by the
-fingerprint version, so the benchmark's timed part never decodes an image.
+and cached in ``bench/data/catalog_image/`` ({relative path: fingerprint bytes}), keyed by the fingerprint
+version and a digest of the image kind's source (a change of what a fingerprint holds keeps its version),
+so the benchmark's timed part never decodes an image.
 
     .venv/bin/python -m bench.catalog.image.real
 """
@@ -13,9 +14,11 @@ import hashlib
 import os
 import pickle
 from multiprocessing import Pool
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import shared.kinds.image as image_kind  # noqa: E402
 from bench.image import dataset  # noqa: E402
 from shared.kinds.image import ImageFingerprint, fingerprint_image  # noqa: E402
 from shared.protocol import LocalMedia  # noqa: E402
@@ -23,7 +26,8 @@ from shared.settings import Settings  # noqa: E402
 from shared.sniff import SNIFF_BYTES, sniff  # noqa: E402
 
 OUT = dataset.DATA.parent / "catalog_image"
-CACHE = OUT / f"real_v{ImageFingerprint.version}.pkl"
+_SOURCE = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(image_kind.__file__).parent.glob("*.py"))))
+CACHE = OUT / f"real_v{ImageFingerprint.version}_{_SOURCE.hexdigest()[:12]}.pkl"
 
 
 def _one(rel: str) -> tuple[str, bytes]:

@@ -13,7 +13,8 @@ Design, and why (issue 3; measured in ``bench/image/REPORT.md``):
 * **Insets** (``inset.py``): a picture placed inside a page (a screenshot, a web page, a phone capture) is
   found by its four straight edges and hashed on its own; the global stage compares each side's insets
   with the other side as a whole. A copy shown small inside a canvas keeps few keypoints, and repeated
-  patterns defeat them, but the pasted picture hashes within a few bits of its source.
+  patterns defeat them, but the pasted picture hashes within a few bits of its source. A picture turned a
+  few degrees inside its frame (black corners) is also hashed turned back (``turn.py``).
 * **Local stage**: 256 ORB keypoints of the trimmed image (16-byte descriptors, closed under mirroring:
   half the bits are taken on the mirrored image, so mirrors survive crops at no extra bytes), then a RANSAC
   *similarity* with sanity checks (scale,
@@ -45,11 +46,12 @@ from __future__ import annotations
 from shared.errors import InvalidRequest
 from shared.kinds.image.decode import decode_luma
 from shared.kinds.image.features import describe_plane, working_plane
-from shared.kinds.image.fingerprint import ImageFingerprint, Inset
+from shared.kinds.image.fingerprint import MAX_STORED_INSETS, ImageFingerprint, Inset
 from shared.kinds.image.hashing import hash_luma
 from shared.kinds.image.inset import find_insets
 from shared.kinds.image.photometric import encode_thumbnail, thumbnail
 from shared.kinds.image.scoring import compare_fingerprints, compare_or_bound
+from shared.kinds.image.turn import turn_deg, turned_back
 from shared.protocol import Fingerprint, LocalMedia, Match, Progress, no_progress
 from shared.settings import Settings
 from shared.sniff import IMAGE_MIMES
@@ -77,12 +79,20 @@ def fingerprint_image(
     def original(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         return round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)
 
-    insets = []
+    insets: list[Inset] = []
     for x0, y0, x1, y1 in find_insets(content):
-        inner = hash_luma(content[y0:y1, x0:x1])  # trimmed again: a picture may bring its own margin
+        if len(insets) >= MAX_STORED_INSETS:
+            break
+        region = content[y0:y1, x0:x1]
+        inner = hash_luma(region)  # trimmed again: a picture may bring its own margin
         il, it, ir, ib = inner.trim
         box = (left + x0 + il, top + y0 + it, left + x0 + ir, top + y0 + ib)
         insets.append(Inset(original(box), inner.quality, min(inner.detail, 255), inner.hashes[0]))
+        turned = turn_deg(region) if len(insets) < MAX_STORED_INSETS else None
+        if turned is not None:  # a picture turned inside its frame: also hashed turned back (``turn.py``)
+            back = hash_luma(turned_back(region, turned))
+            frame = (left + x0, top + y0, left + x1, top + y1)
+            insets.append(Inset(original(frame), back.quality, min(back.detail, 255), back.hashes[0]))
     fp = ImageFingerprint(
         width=decoded.width,
         height=decoded.height,

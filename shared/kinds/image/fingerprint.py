@@ -21,7 +21,9 @@ at most 5,577 bytes plus the thumbnail with 256 points and 3 insets, about 7.6 K
     thumbnail     m B      the working plane at 64 px, lossless WebP (``photometric.encode_thumbnail``)
     points      n x 20 B   ``features.pack_points``: x, y (1/4 px), angle, octave; the mirror-closed descriptor
     insets        u8       number of insets k (``inset.py``: pictures placed inside this one), then k x 50 B:
-                           box 4 x u32 (original pixels), quality u8, detail u8, the inset's 256-bit hash
+                           box 4 x u32 (original pixels), quality u8, detail u8, the inset's 256-bit hash;
+                           a picture turned inside its frame (``turn.py``) is followed by its frame's hash
+                           turned back, with the frame's box (at most 3 entries in all)
 
 Version 4 (13 KB: 256 points of 38 bytes with separate mirror descriptors, a raw thumbnail) and older
 versions are refused with ``DecodeFailed``; stored fingerprints of older versions must be recomputed
