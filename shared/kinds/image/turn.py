@@ -23,7 +23,7 @@ How (``turn_deg``):
 * **Sign.** The wedges of a turn one way and the other sit on different legs of each corner: the sign is
   the one whose predicted empty corners are darker.
 * No turn is reported under ``MIN_TURN_DEG`` (the hash survives that), above ``MAX_TURN_DEG``, or with
-  fewer than two shallow half sides.
+  fewer than ``MIN_CORNERS`` corners showing a wedge.
 
 Measured on the image benchmark's ``combo_screenshot_rotate`` variants (turned 1-5 degrees, then shown at
 0.45-0.75 of a page, JPEG q75; 101 per seed), ``bench/catalog/image/turned_insets.py``: a frame within 31
