@@ -1,13 +1,14 @@
-"""Probe (not shipped): would a hash of a turned picture, turned back, find it inside a page?
+"""How near a picture turned inside its frame hashes to its original, as it is and turned back (``turn.py``).
 
 Most of the catalog's missed combinations are ``combo_screenshot_rotate`` variants: a photo turned 1-5
 degrees (``bench/image/transforms.py``: turned inside its own frame, black corners) and pasted into a page.
 The inset finder finds the frame, but the hash of a turned picture is far from its original's, and the
-word stage misses it too (``REPORT.md``). This measures, per such variant, the best Hamming distance from
-any of its insets to the original's 8 hashes:
+word stage misses it too (``REPORT.md``); the fingerprint also stores the frame turned back. This
+measures, per such variant, the best Hamming distance from any of its insets to the original's 8 hashes:
 
-* ``current``: the inset as the fingerprint hashes it today;
-* ``estimated``: the inset turned back by the turn its black corners show (``shared.kinds.image.turn``);
+* ``current``: the inset as it is (the fingerprint's entry before ``turn.py``);
+* ``estimated``: the inset turned back by the turn its black corners show (``turn.turn_deg``; the entry
+  the fingerprint now adds);
 * ``oracle``: turned back by the best of 89 angles (-5.5 to 5.5 degrees, 0.125 apart), chosen by looking
   at the original: a ceiling for any angle estimate, not a method.
 
