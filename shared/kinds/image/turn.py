@@ -36,6 +36,7 @@ an inset.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -61,13 +62,23 @@ def turned_back(region: np.ndarray, turn_deg: float) -> np.ndarray:
     return cv2.warpAffine(region, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
 
 
+@functools.lru_cache(maxsize=64)
+def _centred_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates relative to the frame's centre, (x, y), read-only (both signs of a turn use them)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    x -= (width - 1) / 2
+    y -= (height - 1) / 2
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
 def empty_corners(height: int, width: int, turn_deg: float) -> np.ndarray:
     """The pixels of a frame left empty when its content is turned by ``turn_deg`` about its centre."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    x, y = _centred_grid(height, width)
     cx, cy = (width - 1) / 2, (height - 1) / 2
     a = math.radians(turn_deg)
-    u = (x - cx) * math.cos(a) - (y - cy) * math.sin(a) + cx
-    v = (x - cx) * math.sin(a) + (y - cy) * math.cos(a) + cy
+    u = x * math.cos(a) - y * math.sin(a) + cx
+    v = x * math.sin(a) + y * math.cos(a) + cy
     return (u < -1) | (u > width) | (v < -1) | (v > height)
 
 
