@@ -20,10 +20,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import shared.kinds.image as image_kind  # noqa: E402
 from bench.image import dataset  # noqa: E402
-from shared.kinds.image import ImageFingerprint, fingerprint_image  # noqa: E402
-from shared.protocol import LocalMedia  # noqa: E402
+from shared.kinds.image import KIND, ImageFingerprint, fingerprint_image  # noqa: E402
+from shared.media import describe, hash_file  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from shared.sniff import SNIFF_BYTES, sniff  # noqa: E402
 
 OUT = dataset.DATA.parent / "catalog_image"
 _SOURCE = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(image_kind.__file__).parent.glob("*.py"))))
@@ -34,10 +33,9 @@ def _one(rel: str) -> tuple[str, bytes]:
     import cv2
 
     cv2.setNumThreads(1)
-    path = dataset.DATA / rel
-    data = path.read_bytes()
-    media = LocalMedia(path, len(data), hashlib.sha256(data).hexdigest(), sniff(data[:SNIFF_BYTES]) or "")
-    return rel, fingerprint_image(media, Settings()).to_bytes()
+    path, settings = dataset.DATA / rel, Settings()
+    media = describe(path, hash_file(path, settings.fetch.max_bytes_for("image")), KIND)
+    return rel, fingerprint_image(media, settings).to_bytes()
 
 
 def paths() -> list[str]:
