@@ -10,7 +10,8 @@ the original's. The inset finder still finds the frame (its straight edges again
 local stage still matches the pair, but a catalog finds such a copy only through its keypoints, whose
 turned, shrunken descriptors miss the vocabulary: these were most of the catalog's missed combinations
 (``bench/catalog/image/REPORT.md``). Turned back by the right angle, the frame hashes near its original
-again (its lost corners stay black).
+again, once the corners the turn cut off are guessed from the pixels nearby (``turned_back``): left black,
+those wedges along the edges kept the median frame 36-38 bits away even at the true angle; guessed, 14-19.
 
 How (``turn_deg``):
 
@@ -27,11 +28,11 @@ How (``turn_deg``):
 
 Measured on the image benchmark's ``combo_screenshot_rotate`` variants (turned 1-5 degrees, then shown at
 0.45-0.75 of a page, JPEG q75; 101 per seed), ``bench/catalog/image/turned_insets.py``: a frame within 31
-bits of its original for 9 (seed 1) and 11 (seed 0) of them as it is, 36 and 31 turned back by this
-estimate, 50 and 50 turned back by the best of 89 angles, chosen by looking at the original (a ceiling,
-not a method). On ordinary pictures' insets it reports a turn for about a fifth (dark content along two
-sides); that costs a stored inset entry, never a false match on the benchmark's negatives. About 0.5 ms
-an inset.
+bits of its original for 9 (seed 1) and 11 (seed 0) of them as it is; turned back by this estimate, 61
+and 58 (36 and 31 with black corners); turned back by the best of 89 angles, chosen by looking at the
+original (a ceiling, not a method), 72 and 75. On ordinary pictures' insets it reports a turn for about a
+fifth (dark content along two sides); that costs a stored inset entry, never a false match on the
+benchmark's negatives. About 1.5 ms an inset (the estimate 0.5, turning back and guessing the corners 1).
 """
 
 from __future__ import annotations
@@ -52,14 +53,29 @@ MIN_RUN_PX = 6
 MIN_CORNERS = 2
 #: The sign is judged on the frame resized to this long side.
 SIGN_SIDE_PX = 160
+#: Turned back, the pixels within this distance of where nothing came in are guessed too (the turn's
+#: interpolation blends them with black), from a window of the frame's short side over this.
+EDGE_PX = 1
+FILL_WINDOW_FRACTION = 8
 
 
 def turned_back(region: np.ndarray, turn_deg: float) -> np.ndarray:
-    """``region`` turned by ``-turn_deg`` about its centre (counter-clockwise positive, as Pillow's
-    ``rotate``), same size, black where nothing comes in."""
+    """``region`` (float32 luma) turned by ``-turn_deg`` about its centre (counter-clockwise positive, as
+    Pillow's ``rotate``), same size. Where nothing comes in (the corners the first turn cut off), and
+    ``EDGE_PX`` around it, the pixels are a smooth guess from the pixels nearby (a normalised box filter),
+    not black: black wedges along the edges moved the hash as much as the turn did (module docstring)."""
     h, w = region.shape
     m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), -turn_deg, 1.0)
-    return cv2.warpAffine(region, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    out = cv2.warpAffine(region, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    inside = cv2.warpAffine(np.ones((h, w), np.float32), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=EDGE_PX)
+    if not inside.any():
+        return out
+    side = max(3, min(h, w) // FILL_WINDOW_FRACTION)
+    weight = cv2.blur(inside, (side, side))
+    guess = cv2.blur(out * inside, (side, side)) / np.maximum(weight, 1e-6)
+    guess[weight < 1e-6] = float(out[inside > 0].mean())
+    return np.where(inside > 0, out, guess).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=64)
