@@ -47,10 +47,10 @@ Small catalogs (at most ``image_exhaustive_below`` live items) propose every ite
 rule: search there is exactly pairwise matching, at a few compares' cost.
 
 Measured (``bench/catalog/image/REPORT.md``, 10^6 items, 996,897 of them synthetic distractors derived
-from real fingerprints, 2026-11-27, 11:06 UTC; recall 14:00 UTC): the exact stage returned exactly the
-brute-force scan's items on every checked query; Recall@10 (or ten better-scoring matches) is 98.1% of
+from real fingerprints, 2026-11-27, 11:06 UTC; recall 15:35 UTC): the exact stage returned exactly the
+brute-force scan's items on every checked query; Recall@10 (or ten better-scoring matches) is 98.3% of
 pairwise recall overall: 95-100% on re-encoding, resizing, colour, mirrors, quarter turns, padding, logos,
-watermarks, crops <= 25%, small rotations and screenshots, 89% on 50% crops and 93% on combinations. Two thirds of
+watermarks, crops <= 25%, small rotations and screenshots, 89% on 50% crops and 94% on combinations. Two thirds of
 the benchmark's queries are settled by the exact head. Latency p50 9.8 ms, p90 134 ms, p99 241 ms a query
 on a 2-core box (a settled query: the 15-bit search ~3 ms, then loading and comparing its copies; the rest,
 and every query with fewer than K copies above the cap, also pay the 31-bit search ~13 ms, the local

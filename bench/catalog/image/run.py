@@ -172,6 +172,7 @@ def main() -> None:
     counting = CountingKind()
     per_family: dict[str, dict[str, int]] = collections.defaultdict(lambda: collections.Counter())
     false_top: int = 0
+    missed_queries: list[dict[str, Any]] = []  # pairwise matches that neither the top 10 nor crowding explain
     loaded: list[int] = []  # the candidates one query compared, and the seconds spent loading them
     load_s = [0.0]
 
@@ -184,7 +185,7 @@ def main() -> None:
 
     u0 = uptime()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    for _name, q, truth, tag in backlog:
+    for name, q, truth, tag in backlog:
         t_a = time.perf_counter()
         tiers = candidate_tiers(index, q, max(TOP_K * 20, settings.index.min_candidates))
         t_b = time.perf_counter()
@@ -221,8 +222,11 @@ def main() -> None:
         mine = rank_key(pair.similarity_score, catalog_names[truth])
         crowded = truth not in matched and len(matched) == TOP_K and all(
             rank_key(h.match.similarity_score, h.item.external_id) < mine for h in hits)
-        fam["recall_at_10_or_crowded"] += truth in matched or (
-            crowded and pair.similarity_score >= settings.image.match_threshold)
+        found = truth in matched or (crowded and pair.similarity_score >= settings.image.match_threshold)
+        fam["recall_at_10_or_crowded"] += found
+        if not found and pair.similarity_score >= settings.image.match_threshold:
+            missed_queries.append({"query": name, "tag": tag, "candidate": truth in keys, "compared": len(keys),
+                                   "pairwise_score": round(pair.similarity_score, 3), "method": pair.details["method"]})
     wall_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
     res["search"] = {
         "queries": len(backlog), "uptime_before": u0, "uptime_after": uptime(),
@@ -236,6 +240,7 @@ def main() -> None:
                                        "p99": round(pct(v, 99), 2)} for g, v in sorted(by_group.items())},
         "new_uploads_with_a_match": false_top,
         "per_family": {f: dict(c) for f, c in per_family.items()},
+        "missed": missed_queries,
     }
     print(json.dumps(res["search"]), flush=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
