@@ -50,16 +50,16 @@ Measured (``bench/catalog/image/REPORT.md``, 10^6 items, 996,897 of them synthet
 from real fingerprints, 2026-11-27, 11:06 UTC; recall 15:35 UTC): the exact stage returned exactly the
 brute-force scan's items on every checked query; Recall@10 (or ten better-scoring matches) is 98.3% of
 pairwise recall overall: 95-100% on re-encoding, resizing, colour, mirrors, quarter turns, padding, logos,
-watermarks, crops <= 25%, small rotations and screenshots, 89% on 50% crops and 94% on combinations. Two thirds of
+watermarks, crops <= 25%, small rotations and screenshots, 89% on 50% crops and 94.6% on combinations. Two thirds of
 the benchmark's queries are settled by the exact head. Latency p50 9.8 ms, p90 134 ms, p99 241 ms a query
 on a 2-core box (a settled query: the 15-bit search ~3 ms, then loading and comparing its copies; the rest,
 and every query with fewer than K copies above the cap, also pay the 31-bit search ~13 ms, the local
 stage and up to 64 compares, p50 109 ms, p99 287 ms). The p99 <= 50 ms target is missed.
 
-Memory per item (measured at 10^6): 256 bytes of hashes and 96 of inset hashes, ~793 bytes of hash
+Memory per item (measured at 10^6): 256 bytes of hashes and 128 of inset hashes, ~818 bytes of hash
 postings (16 substrings of hash 0, up to 112 distinct ones of hashes 1-7 and 16 per informative inset, 5
 bytes each), ~4,096 bytes of word postings (16 bytes per keypoint, 256 by default, plus FAISS's list
-capacity, which the process's RSS shows) and ~109 of slot bookkeeping: 5.35 KB. No fingerprint is kept
+capacity, which the process's RSS shows) and ~109 of slot bookkeeping: 5.41 KB. No fingerprint is kept
 (``compact``: the replica loads the candidates' full fingerprints from the store).
 """
 

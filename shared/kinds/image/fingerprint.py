@@ -3,7 +3,7 @@
 Role: the value type and its binary form; no decoding, no scoring. Imports nothing from Flask or Celery.
 
 Binary layout, version 5 (little-endian; 307 bytes + the thumbnail's WebP + 20 per keypoint + 50 per inset:
-at most 5,577 bytes plus the thumbnail with 256 points and 3 insets, about 7.6 KB on the benchmark's photos):
+at most 5,627 bytes plus the thumbnail with 256 points and 4 insets, about 7.6 KB on the benchmark's photos):
 
     header       14 bytes  shared.protocol.pack_header("image", 5)
     width         u32      upright (after EXIF orientation) size of the original, pixels
@@ -23,7 +23,7 @@ at most 5,577 bytes plus the thumbnail with 256 points and 3 insets, about 7.6 K
     insets        u8       number of insets k (``inset.py``: pictures placed inside this one), then k x 50 B:
                            box 4 x u32 (original pixels), quality u8, detail u8, the inset's 256-bit hash;
                            a picture turned inside its frame (``turn.py``) is followed by its frame's hash
-                           turned back, with the frame's box (at most 3 entries in all)
+                           turned back, with the frame's box (at most 4 entries in all)
 
 Version 4 (13 KB: 256 points of 38 bytes with separate mirror descriptors, a raw thumbnail) and older
 versions are refused with ``DecodeFailed``; stored fingerprints of older versions must be recomputed
@@ -55,8 +55,11 @@ from shared.protocol import pack_header, unpack_header
 _BODY = struct.Struct("<II4IBBHHHBBH")
 _HASHES_BYTES = len(DIHEDRALS) * HASH_BYTES
 _INSET = struct.Struct(f"<4IBB{HASH_BYTES}s")
-#: At most this many insets are stored (``inset.MAX_INSETS``).
-MAX_STORED_INSETS = 3
+#: At most this many inset entries are stored: ``inset.MAX_INSETS`` pictures as they are, and the turned-back
+#: hashes of those turned inside their frames (``turn.py``). Three, until a turn read on one inset crowded
+#: out another inset's turned-back hash (``bench/image/REPORT.md``); entries beyond 3 were refused before, so
+#: a reader of this version parses every older v5 fingerprint.
+MAX_STORED_INSETS = 4
 
 
 @dataclass(frozen=True)
