@@ -12,6 +12,7 @@ from PIL import Image
 
 from shared.errors import DecodeFailed
 from shared.kinds.image import ImageFingerprint
+from shared.kinds.image.fingerprint import MAX_STORED_INSETS
 from shared.kinds.image.hashing import hamming_bits
 from shared.kinds.image.inset import find_insets
 from shared.kinds.image.scoring import global_evidence
@@ -170,6 +171,25 @@ def test_insets_survive_the_byte_form_and_older_versions_are_refused(
         ImageFingerprint.from_bytes(data[:-1])
     with pytest.raises(DecodeFailed):
         ImageFingerprint.from_bytes(pack_header("image", 3) + data[14:])
+
+
+def test_up_to_four_inset_entries_are_stored_and_a_fifth_is_refused(
+    source: tuple[Image.Image, ImageFingerprint], tmp_path: Path
+) -> None:
+    """Three pictures as they are and the turned-back hash of one of them, or two of each, fit; more never do."""
+    img, _ = source
+    target = fp(save(page(img.resize((320, 240)), 760, 400, (380, 60)), tmp_path / "page.png"))
+    entry = target.insets[0]
+    full = dataclasses.replace(target, insets=(entry,) * MAX_STORED_INSETS)
+    assert MAX_STORED_INSETS == 4
+    data = full.to_bytes()
+    assert ImageFingerprint.from_bytes(data).insets == full.insets
+    with pytest.raises(ValueError):
+        dataclasses.replace(target, insets=(entry,) * (MAX_STORED_INSETS + 1))
+    count_at = len(data) - 1 - 50 * MAX_STORED_INSETS  # a payload claiming a fifth entry is refused, not misread
+    forged = data[:count_at] + bytes([MAX_STORED_INSETS + 1]) + data[count_at + 1 :] + data[-50:]
+    with pytest.raises(DecodeFailed):
+        ImageFingerprint.from_bytes(forged)
 
 
 # -- a picture turned inside its frame (shared/kinds/image/turn.py) ------------------------------------------
