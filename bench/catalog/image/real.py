@@ -22,6 +22,7 @@ import shared.kinds.image as image_kind  # noqa: E402
 from bench.image import dataset  # noqa: E402
 from shared.kinds.image import KIND, ImageFingerprint, fingerprint_image  # noqa: E402
 from shared.media import describe, hash_file  # noqa: E402
+from shared.protocol import LocalMedia  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 OUT = dataset.DATA.parent / "catalog_image"
@@ -29,13 +30,18 @@ _SOURCE = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(image_kind
 CACHE = OUT / f"real_v{ImageFingerprint.version}_{_SOURCE.hexdigest()[:12]}.pkl"
 
 
+def media(rel: str, settings: Settings) -> LocalMedia:
+    """The benchmark file ``rel`` (under ``dataset.DATA``) as the service describes an input."""
+    path = dataset.DATA / rel
+    return describe(path, hash_file(path, settings.fetch.max_bytes_for("image")), KIND)
+
+
 def _one(rel: str) -> tuple[str, bytes]:
     import cv2
 
     cv2.setNumThreads(1)
-    path, settings = dataset.DATA / rel, Settings()
-    media = describe(path, hash_file(path, settings.fetch.max_bytes_for("image")), KIND)
-    return rel, fingerprint_image(media, settings).to_bytes()
+    settings = Settings()
+    return rel, fingerprint_image(media(rel, settings), settings).to_bytes()
 
 
 def paths() -> list[str]:

@@ -25,22 +25,16 @@ import json
 import cv2
 import numpy as np
 
+from bench.catalog.image.real import media
 from bench.image import dataset
-from shared.kinds.image import KIND, fingerprint_image
+from shared.kinds.image import fingerprint_image
 from shared.kinds.image.decode import decode_luma
 from shared.kinds.image.hashing import hamming_bits, hash_luma
 from shared.kinds.image.inset import find_insets
 from shared.kinds.image.turn import turn_deg, turned_back
-from shared.media import describe, hash_file
-from shared.protocol import LocalMedia
 from shared.settings import Settings
 
 ORACLE_DEG = np.arange(-5.5, 5.501, 0.125)
-
-
-def _media(rel: str, settings: Settings) -> LocalMedia:
-    path = dataset.DATA / rel
-    return describe(path, hash_file(path, settings.fetch.max_bytes_for("image")), KIND)
 
 
 def main() -> None:
@@ -52,8 +46,8 @@ def main() -> None:
     pairs = [p for p in dataset.build(args.seed) if p.tag == "combo_screenshot_rotate"]
     rows = []
     for p in pairs:
-        original = fingerprint_image(_media(p.source, settings), settings).hashes
-        decoded = decode_luma(_media(p.target, settings), settings.image)
+        original = fingerprint_image(media(p.source, settings), settings).hashes
+        decoded = decode_luma(media(p.target, settings), settings.image)
         left, top, right, bottom = hash_luma(decoded.luma).trim
         content = decoded.luma[top:bottom, left:right]
 
