@@ -102,15 +102,7 @@ class Postings:
 
     def lookup(self, query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every posting under ``query_keys``: ``(slots, payload, query_index)``, dead slots included."""
-        q = np.asarray(query_keys, np.int64)
-        sources = [(r.slots, r.payload) for r in self._runs]
-        if self._buffer_count:
-            _, bs, bp = self._sorted_buffer()
-            sources.append((bs, bp))
-        parts = [
-            _gather(starts, ends, slots, payload)
-            for (starts, ends), (slots, payload) in zip(self._ranges(q), sources, strict=True)
-        ]
+        parts = [_gather(*source) for source in self.sources(query_keys)]
         if not parts:
             return np.zeros(0, np.uint32), np.zeros(0, self._dtype), np.zeros(0, np.int64)
         return (
@@ -118,6 +110,17 @@ class Postings:
             np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2] for p in parts]),
         )
+
+    def sources(self, query_keys: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per run (then the buffer), ``(starts, ends, slots, payload)``: the postings under ``query_keys[i]``
+        are ``slots[starts[i]:ends[i]]`` (dead slots included), for a caller that scans them in place."""
+        q = np.asarray(query_keys, np.int64)
+        arrays = [(r.slots, r.payload) for r in self._runs]
+        if self._buffer_count:
+            _, bs, bp = self._sorted_buffer()
+            arrays.append((bs, bp))
+        return [(np.asarray(starts, np.int64), np.asarray(ends, np.int64), slots, payload)
+                for (starts, ends), (slots, payload) in zip(self._ranges(q), arrays, strict=True)]
 
     def _ranges(self, q: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per run (then the buffer), the posting ranges of keys ``q``."""
