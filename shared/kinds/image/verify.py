@@ -26,7 +26,7 @@ Steps (Lowe's ratio test, IJCV 2004; RANSAC, Fischler & Bolles 1981; ``cv2.estim
 4. The evidence is the inlier count of the best hand; ``scoring.py`` turns it into a score.
 5. Repeated patterns (chessboards, bricks) defeat the ratio test: the true partner is often the second
    nearest. When neither hand passes, a second pass keeps both candidates and fits with a scale-bounded
-   RANSAC of its own (``_scale_bounded_ransac``); its fit is marked ``ambiguous`` and ``scoring.py`` counts it
+   RANSAC of its own (``ransac.py``); its fit is marked ``ambiguous`` and ``scoring.py`` counts it
    only when the photometric block check confirms it (bench/image/REPORT.md, v4). Its hypotheses and
    inliers must also agree with how far each matched keypoint turned (the stored ORB orientations): that
    discards most random hypotheses before they are scored, so ten times as many are drawn, and the fit
@@ -36,7 +36,6 @@ Steps (Lowe's ratio test, IJCV 2004; RANSAC, Fischler & Bolles 1981; ``cv2.estim
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -45,18 +44,11 @@ import numpy as np
 
 from shared.kinds.image.features import Features
 from shared.kinds.image.hashing import hamming_matrix
+from shared.kinds.image.ransac import MAX_TURN_GAP_DEG, scale_bounded_ransac
 from shared.settings import ImageSettings
 
 _RANSAC_ITERS = 2000
 _RANSAC_CONFIDENCE = 0.995
-#: Random 2-match draws of the ambiguous pass (``_scale_bounded_ransac``), and the most hypotheses scored
-#: among those whose scale and keypoint turns are consistent.
-_AMBIGUOUS_DRAWS = 4000
-_AMBIGUOUS_HYPOTHESES = 400
-#: Slack on squared reprojection distances computed by ``_squared_residuals`` (px^2; its rounding is ~1e-9).
-_SQUARED_SLACK_PX2 = 1e-6
-#: A match agrees with a rotation when its keypoints turned by it within this many degrees.
-_MAX_TURN_GAP_DEG = 30.0
 
 
 @dataclass(frozen=True)
@@ -153,107 +145,6 @@ def _hull_area(xy: np.ndarray) -> float:
     return float(cv2.contourArea(cv2.convexHull(xy.astype(np.float32))))
 
 
-def _angle_gap_deg(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
-    """|a - b| in degrees, wrapped to [0, 180]."""
-    return np.abs((a - b + 180.0) % 360.0 - 180.0)
-
-
-@functools.lru_cache(maxsize=1024)
-def _draws(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ambiguous pass's random match pairs among ``n`` matches: seeded, so the same pair of images always
-    gets the same score, and cached per ``n`` (at most 2 x 256 matches: 8 MB at most, as int16), since
-    seeding a generator cost as much as a tenth of the pass."""
-    rng = np.random.default_rng(0)
-    i, j = rng.integers(0, n, _AMBIGUOUS_DRAWS), rng.integers(0, n, _AMBIGUOUS_DRAWS)
-    small = np.int16 if n <= np.iinfo(np.int16).max else np.int64
-    i, j = i.astype(small), j.astype(small)
-    i.flags.writeable = j.flags.writeable = False
-    return i, j
-
-
-def _squared_residuals(z: np.ndarray, t: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """``|z_h * src_m + t_h - dst_m|^2`` for every hypothesis ``h`` and match ``m`` (complex points), as one
-    matrix product of per-hypothesis and per-match terms (the expanded square), instead of an elementwise
-    complex matrix. Its rounding error (~1e-9 px^2 for coordinates of a few thousand pixels) matters only
-    at the threshold itself, which quarter-pixel keypoints do hit exactly: callers compare with
-    ``_SQUARED_SLACK_PX2`` of slack, so such a match stays an inlier as with the exact distance."""
-    a, b, c, e = z.real, z.imag, t.real, t.imag
-    x, y, u, v = src.real, src.imag, dst.real, dst.imag
-    one_h, one_m = np.ones_like(a), np.ones_like(x)
-    per_h = np.stack([a * a + b * b, one_h, c * c + e * e, -2 * c, -2 * e, -2 * a, -2 * b,
-                      2 * (a * c + b * e), 2 * (a * e - b * c)], axis=1)
-    per_m = np.stack([x * x + y * y, u * u + v * v, one_m, u, v, x * u + y * v, x * v - y * u, x, y])
-    return per_h @ per_m
-
-
-def _scale_bounded_ransac(
-    p_src: np.ndarray,
-    p_dst: np.ndarray,
-    src_idx: np.ndarray,
-    dst_idx: np.ndarray,
-    turn_deg: np.ndarray,
-    settings: ImageSettings,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """RANSAC similarity for ambiguous matches, where OpenCV's collapses onto one repeated target point.
-
-    With both candidates kept, many source points share a target point, and a near-zero scale that maps
-    them all onto it "explains" them; so hypotheses (from 2 random matches) outside the allowed scale
-    range are dropped. Each match also says how far its keypoint turned (``turn_deg``: target ORB angle
-    minus source ORB angle); a true copy's matches turn by the fit's rotation (within ~10 degrees for 90% of
-    them on the tuning split), so a hypothesis whose two matches disagree with its own rotation is dropped
-    before it is scored, and only matches that agree count as its inliers. That rejects most random
-    hypotheses for free, so many more can be drawn: with ~30 true matches among ~450 candidates, 400 draws
-    held about 2 all-true pairs, and the fit often locked onto a wrong, near-zero scale. The best
-    hypothesis is refitted and its inliers made one-to-one.
-    """
-    n = len(p_src)
-    i, j = _draws(n)
-    keep = (i != j) & (src_idx[i] != src_idx[j]) & (dst_idx[i] != dst_idx[j])
-    i, j = i[keep], j[keep]
-    # Similarity as complex numbers: dst = z * src + t.
-    cs = p_src[:, 0].astype(np.float64) + 1j * p_src[:, 1]
-    cd = p_dst[:, 0].astype(np.float64) + 1j * p_dst[:, 1]
-    ds = cs[j] - cs[i]
-    ok = np.abs(ds) > 4.0
-    i, j, ds = i[ok], j[ok], ds[ok]
-    z = (cd[j] - cd[i]) / ds
-    scale = np.abs(z)
-    # Turns as unit complex numbers: a match agrees with rotation u when Re(turn * conj(u)) >= cos(gap).
-    turn = np.exp(1j * np.radians(turn_deg))
-    unit = z / np.maximum(scale, 1e-12)
-    min_cos = math.cos(math.radians(_MAX_TURN_GAP_DEG))
-    ok = (scale >= 1.0 / settings.max_scale_ratio) & (scale <= settings.max_scale_ratio)
-    ok &= (turn[i] * unit.conj()).real >= min_cos
-    ok &= (turn[j] * unit.conj()).real >= min_cos
-    i, z, unit = i[ok][:_AMBIGUOUS_HYPOTHESES], z[ok][:_AMBIGUOUS_HYPOTHESES], unit[ok][:_AMBIGUOUS_HYPOTHESES]
-    if len(z) == 0:
-        return None, None
-    t = cd[i] - z * cs[i]
-    inlier = _squared_residuals(z, t, cs, cd) <= settings.ransac_reproj_px**2 + _SQUARED_SLACK_PX2
-    inlier &= np.stack([unit.real, unit.imag], axis=1) @ np.stack([turn.real, turn.imag]) >= min_cos
-    best = inlier[int(np.argmax(inlier.sum(axis=1)))]
-    if best.sum() < 2:
-        return None, None
-    matrix, _ = cv2.estimateAffinePartial2D(p_src[best], p_dst[best], method=cv2.LMEDS)
-    if matrix is None:
-        return None, None
-    mapped = p_src @ matrix[:, :2].T + matrix[:, 2]
-    mask = np.linalg.norm(mapped - p_dst, axis=1) <= settings.ransac_reproj_px
-    fitted_rotation = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
-    mask &= _angle_gap_deg(turn_deg, fitted_rotation) <= _MAX_TURN_GAP_DEG
-    # One inlier per source and per target point (the nearest wins), as in the plain pass.
-    order = np.argsort(np.linalg.norm(mapped - p_dst, axis=1))
-    seen_s: set[int] = set()
-    seen_d: set[int] = set()
-    unique = np.zeros(n, bool)
-    for k in order[mask[order]]:
-        if int(src_idx[k]) not in seen_s and int(dst_idx[k]) not in seen_d:
-            unique[k] = True
-            seen_s.add(int(src_idx[k]))
-            seen_d.add(int(dst_idx[k]))
-    return matrix, unique.astype(np.uint8)
-
-
 def _fit(
     a: Features, b: Features, mirror: bool, knn: Neighbours, settings: ImageSettings, ambiguous: bool = False
 ) -> LocalEvidence | None:
@@ -265,7 +156,7 @@ def _fit(
     p_src, p_dst = a_xy[src_idx], b_xy[dst_idx]
     if ambiguous:
         turn = b.angles_deg(mirror)[dst_idx] - a.angles_deg()[src_idx]
-        matrix, mask = _scale_bounded_ransac(p_src, p_dst, src_idx, dst_idx, turn, settings)
+        matrix, mask = scale_bounded_ransac(p_src, p_dst, src_idx, dst_idx, turn, settings)
     else:
         matrix, mask = cv2.estimateAffinePartial2D(
             p_src,
@@ -332,16 +223,16 @@ class Neighbours:
         return found
 
 
-#: ``inlier_bound``'s turn bins: a 2 x ``_MAX_TURN_GAP_DEG`` window touches at most ``_TURN_WINDOW_BINS``.
+#: ``inlier_bound``'s turn bins: a 2 x ``MAX_TURN_GAP_DEG`` window touches at most ``_TURN_WINDOW_BINS``.
 _TURN_BIN_DEG = 10
 _TURN_BINS = 360 // _TURN_BIN_DEG
-_TURN_WINDOW_BINS = math.ceil(2 * _MAX_TURN_GAP_DEG / _TURN_BIN_DEG) + 1
+_TURN_WINDOW_BINS = math.ceil(2 * MAX_TURN_GAP_DEG / _TURN_BIN_DEG) + 1
 
 
 def inlier_bound(a: Features, b: Features, knn: Neighbours, settings: ImageSettings, enough: float = math.inf) -> int:
     """The most inliers ``verify`` can find, from the matches alone (no RANSAC): a plain fit's inliers are
     among its hand's ratio-test matches, one per keypoint; a repeated-pattern fit's are one per source
-    keypoint and all turned within ``_MAX_TURN_GAP_DEG`` of its rotation, so at most the distinct source
+    keypoint and all turned within ``MAX_TURN_GAP_DEG`` of its rotation, so at most the distinct source
     keypoints whose matches fall in the best window of turns. A few tens of microseconds: catalog search
     skips the RANSAC passes of candidates that cannot reach its top K (``scoring.compare_or_bound``).
     Stops early, with a bound of at least ``enough``, once it reaches that."""
