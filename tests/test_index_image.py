@@ -388,8 +388,9 @@ def test_hash_stage_is_exact_on_every_global_route() -> None:
             insets = (inset(rng.integers(0, 256, 32, dtype=np.uint8)),)
             if route == "query_inset_bk":
                 hashes[k] = _flip(query_inset, spread, rng)
-            elif route == "item_inset_qk":
-                insets += (inset(_flip(query_codes[k], spread, rng)),)
+            elif route == "item_inset_qk":  # stored first or second: a posting's payload names either
+                planted = inset(_flip(query_codes[k], spread, rng))
+                insets = (planted, *insets) if bits % 2 else (*insets, planted)
             else:  # an uninformative inset never counts, in the index as in the compare
                 insets += (inset(_flip(query_codes[k], spread, rng), quality=0),)
             items[key] = dataclasses.replace(_fp(hashes), insets=insets)
