@@ -54,6 +54,18 @@ def _draws(n: int) -> tuple[np.ndarray, np.ndarray]:
     return i, j
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _agrees(
+    m: int, zr: float, zi: float, tr: float, ti: float, ur: float, ui: float, src: np.ndarray, dst: np.ndarray,
+    turn: np.ndarray, max_sq_px2: float, min_cos: float,
+) -> bool:
+    """Whether match ``m`` is an inlier of ``dst = z * src + t`` (rotation ``u``): it lands within the
+    reprojection radius and its keypoint turned by ``u``."""
+    rx = zr * src[m, 0] - zi * src[m, 1] + tr - dst[m, 0]
+    ry = zr * src[m, 1] + zi * src[m, 0] + ti - dst[m, 1]
+    return rx * rx + ry * ry <= max_sq_px2 and turn[m, 0] * ur + turn[m, 1] * ui >= min_cos
+
+
 @numba.njit(cache=True, nogil=True)
 def _best_hypothesis(
     draw_i: np.ndarray, draw_j: np.ndarray, src_idx: np.ndarray, dst_idx: np.ndarray, src: np.ndarray,
@@ -92,9 +104,7 @@ def _best_hypothesis(
         ti = dst[i, 1] - (zr * src[i, 1] + zi * src[i, 0])
         count = 0
         for m in range(n):
-            rx = zr * src[m, 0] - zi * src[m, 1] + tr - dst[m, 0]
-            ry = zr * src[m, 1] + zi * src[m, 0] + ti - dst[m, 1]
-            if rx * rx + ry * ry <= max_sq_px2 and turn[m, 0] * ur + turn[m, 1] * ui >= min_cos:
+            if _agrees(m, zr, zi, tr, ti, ur, ui, src, dst, turn, max_sq_px2, min_cos):
                 count += 1
         if count > best_count:
             best_count = count
@@ -107,9 +117,7 @@ def _best_hypothesis(
         return mask
     zr, zi, tr, ti, ur, ui = best[0], best[1], best[2], best[3], best[4], best[5]
     for m in range(n):
-        rx = zr * src[m, 0] - zi * src[m, 1] + tr - dst[m, 0]
-        ry = zr * src[m, 1] + zi * src[m, 0] + ti - dst[m, 1]
-        mask[m] = rx * rx + ry * ry <= max_sq_px2 and turn[m, 0] * ur + turn[m, 1] * ui >= min_cos
+        mask[m] = _agrees(m, zr, zi, tr, ti, ur, ui, src, dst, turn, max_sq_px2, min_cos)
     return mask
 
 
