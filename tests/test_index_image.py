@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from cli import synth
-from shared.index import make_index
+from shared.index import image_postings, make_index
 from shared.index.image import NEAR_BITS, ImageIndex
 from shared.index.image_hashes import TABLES
 from shared.index.image_postings import BUFFER_POSTINGS, Postings
-from shared.index.image_words import WordStage
+from shared.index.image_words import MAX_SLOTS, WordStage, codes_of, geometry_of, words_of
 from shared.index.replica import CatalogIndex, verify_tiers
 from shared.kinds import fingerprint_version, get_kind
 from shared.kinds.image import KIND, ImageFingerprint
@@ -485,9 +485,61 @@ def test_geometrically_consistent_votes_rank_first() -> None:
     geo[2][1][:9] = (octave[10:19] + np.arange(9) % 4 * 2) % 8
     stage = WordStage(40, code_max_bits=16, min_votes=3, query_cells_per_half=1)
     alive = np.ones(3, bool)
-    stage.add_many(np.arange(3), [_features(d, a, o) for d, (a, o) in zip(items, geo, strict=True)])
+    stage.add_many(np.arange(3), [_features(d, a, o) for d, (a, o) in zip(items, geo, strict=True)], alive)
     slots, votes = stage.search(_features(query, angle, octave), alive, limit=10)
     assert slots.tolist() == [1, 2] and votes.tolist() == [6, 9]
+
+
+def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The word stage's compiled scan returns exactly the brute-force set of hits: for each query row, every
+    live posting under one of its words whose 64-bit code is within ``code_max_bits``. The postings lie in
+    a CSR run (after a purge), smaller sorted runs and the unsorted buffer, with removed items among them."""
+    monkeypatch.setattr(image_postings, "BUFFER_POSTINGS", 4000)
+    rng = np.random.default_rng(3)
+    n_items, per = 7000, 40
+    desc = rng.integers(0, 256, (n_items, per, 16), dtype=np.uint8)
+    query = rng.integers(0, 256, (60, 16), dtype=np.uint8)
+    code_bits = np.array([8 * byte + b for byte in (0, 1, 2, 3, 8, 9, 10, 11) for b in range(8)])
+    for i in range(0, n_items, 5):  # near copies of query keypoints, 0-13 of the code's bits flipped
+        d = query[i % 60].copy()
+        for bit in rng.choice(code_bits, int(rng.integers(0, 14)), replace=False):
+            d[bit // 8] ^= 1 << (bit % 8)
+        desc[i, i % per] = d
+    angle, octave = rng.integers(0, 128, (n_items, per)), rng.integers(0, 8, (n_items, per))
+    features = [_features(desc[i], angle[i], octave[i]) for i in range(n_items)]
+    stage = WordStage(per, code_max_bits=10, min_votes=1, query_cells_per_half=2)
+    alive = np.ones(n_items, bool)
+    stage.add_many(np.arange(6800), features[:6800], alive)
+    alive[rng.choice(6800, 20, replace=False)] = False
+    stage.purge(alive)  # one run of > 2^18 postings: CSR
+    for start in range(6800, n_items, 30):
+        stage.add_many(np.arange(start, min(start + 30, n_items)), features[start : start + 30], alive)
+    alive[rng.choice(n_items, 300, replace=False)] = False
+    words = words_of(query, 2)
+    words[:, 3] = -1  # a skipped (stop) word
+    labels, rows = stage.hits(query, words, alive)
+    runs = stage._lists._runs
+    assert runs[0].offsets is not None and len(runs) > 1 and stage._lists._buffer_count > 0
+
+    posted = words_of(desc.reshape(-1, 16))[:, 0]
+    codes = codes_of(desc.reshape(-1, 16))
+    label = np.arange(n_items * per) // per << 8 | np.concatenate([geometry_of(f) for f in features])
+    live = alive[np.arange(n_items * per) // per]
+    expected = []
+    for r in range(len(query)):
+        bits = np.unpackbits(codes ^ codes_of(query[r : r + 1]), axis=1).sum(axis=1)
+        for k in np.flatnonzero(live & np.isin(posted, words[r][words[r] >= 0]) & (bits <= 10)):
+            expected.append((int(label[k]), r))
+    assert len(expected) > 300
+    assert sorted(zip(labels.tolist(), rows.tolist(), strict=True)) == sorted(expected)
+
+
+def test_word_stage_refuses_slots_its_labels_cannot_hold() -> None:
+    """A posting's label keeps the slot in 24 bits; past that the stage says so instead of wrapping."""
+    stage = WordStage(40, code_max_bits=10, min_votes=1, query_cells_per_half=1)
+    slot = np.array([MAX_SLOTS])
+    with pytest.raises(ValueError, match="shard the catalog"):
+        stage.add_many(slot, [_features(np.zeros((3, 16), np.uint8))], np.ones(MAX_SLOTS + 1, bool))
 
 
 def test_stop_words_are_skipped_and_rare_words_still_vote() -> None:
@@ -503,7 +555,7 @@ def test_stop_words_are_skipped_and_rare_words_still_vote() -> None:
     alive = np.ones(len(items), bool)
     for factor, expect_all in ((20.0, False), (0.0, True)):
         stage = WordStage(40, code_max_bits=16, min_votes=3, query_cells_per_half=1, stop_factor=factor)
-        stage.add_many(np.arange(len(items)), [_features(d) for d in items])
+        stage.add_many(np.arange(len(items)), [_features(d) for d in items], alive)
         slots, votes = stage.search(_features(query), alive, limit=1000)
         assert slots[0] == 7 and votes[0] >= 6
         assert (len(slots) == len(items)) == expect_all  # the common word's 4 votes reach every item

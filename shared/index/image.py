@@ -144,7 +144,7 @@ class ImageIndex:
                 insets[n, i], valid[n, i] = code, True
         self._insets[slots] = insets.view(np.uint64).reshape(len(items), MAX_STORED_INSETS, 4)
         self.hashes.add_many(slots, codes, self._alive, insets, valid)
-        self.words.add_many(slots, [fp.features for fp in fps])
+        self.words.add_many(slots, [fp.features for fp in fps], self._alive)
 
     def remove(self, key: int) -> None:
         slot = self._slot_of.pop(key, _NO_SLOT)

@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Any
 
 import numba
-import numba.extending
 import numpy as np
 
 from shared.index.image_postings import Postings
+from shared.index.popcount import popcount64
 from shared.kinds.image.hashing import hamming_matrix
 
 TABLES = 16
@@ -193,26 +192,11 @@ class HashStage:
 _FAR = 255
 
 
-@numba.extending.intrinsic
-def _ctpop64(typingctx: object, x: object) -> tuple[object, object]:
-    """The CPU's population count of a uint64 (LLVM's ``ctpop``: one ``popcnt`` instruction on x86-64). A
-    bit-twiddling popcount took 2x as long in a synthetic code-scan loop (``bench/catalog/image/REPORT.md``);
-    here the hits' random reads dominate either way."""
-    def codegen(context: object, builder: object, signature: object, args: list) -> object:
-        return builder.ctpop(args[0])  # type: ignore[attr-defined]
-
-    return numba.types.uint64(numba.types.uint64), codegen
-
-
-#: ``_ctpop64`` as kernels call it (with the value only; numba supplies the typing context).
-_popcount64: Any = _ctpop64
-
-
 @numba.njit(cache=True, nogil=True)
 def _bits(a: np.ndarray, b: np.ndarray) -> int:
     """Hamming distance of two 256-bit codes, each 4 uint64."""
-    return int(_popcount64(a[0] ^ b[0]) + _popcount64(a[1] ^ b[1]) + _popcount64(a[2] ^ b[2])
-               + _popcount64(a[3] ^ b[3]))
+    return int(popcount64(a[0] ^ b[0]) + popcount64(a[1] ^ b[1]) + popcount64(a[2] ^ b[2])
+               + popcount64(a[3] ^ b[3]))
 
 
 @numba.njit(cache=True, nogil=True)

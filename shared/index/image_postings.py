@@ -1,7 +1,7 @@
 """Compact inverted lists for the image index: ``key -> [(slot, payload), ...]`` in numpy arrays.
 
 Role: the storage under the image index's exact stage (``image_hashes.py``: hash substrings; the word stage
-keeps its lists in FAISS since 2026-11-26, ``image_words.py``). Pure numpy; imports nothing from Flask or
+and the word stage's visual words, ``image_words.py``). Pure numpy; imports nothing from Flask or
 Celery.
 
 Why not Python containers: a million items put 1-2 x 10^8 postings in these lists; as Python objects
@@ -16,7 +16,9 @@ O(log n) runs. A run larger than the key space is stored as CSR (``offsets[key] 
 ``searchsorted``). The buffer is sorted once after a change when it is searched (it holds at most ``BUFFER_POSTINGS``).
 
 Removal is the owner's business: it marks slots dead (``alive``), lookups return dead slots too (the
-caller filters them with one gather), and merges purge their postings for good.
+caller filters them with one gather), and merges purge their postings for good. An owner may keep a few
+bits of its own below the slot (``slot_shift``: the word stage's keypoint geometry); liveness is then
+``alive[slot >> slot_shift]``.
 """
 
 from __future__ import annotations
@@ -53,16 +55,17 @@ class _Run:
 
     def all_keys(self) -> np.ndarray:
         if self.keys is not None:
-            return self.keys.astype(np.int64)
+            return self.keys
         assert self.offsets is not None
-        return np.repeat(np.arange(len(self.offsets) - 1, dtype=np.int64), np.diff(self.offsets))
+        return np.repeat(np.arange(len(self.offsets) - 1, dtype=np.uint32), np.diff(self.offsets))
 
 
 class Postings:
-    def __init__(self, n_keys: int, payload_dtype: np.dtype | type = np.uint8) -> None:
+    def __init__(self, n_keys: int, payload_dtype: np.dtype | type = np.uint8, slot_shift: int = 0) -> None:
         if n_keys >= 1 << 32:
             raise ValueError("keys are stored as uint32")
         self.n_keys = n_keys
+        self.slot_shift = slot_shift
         self._dtype = np.dtype(payload_dtype)
         self._runs: list[_Run] = []
         self._buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -89,7 +92,7 @@ class Postings:
     def merge(self, alive: np.ndarray) -> None:
         """Fold everything into one run, dropping postings of dead slots."""
         self._flush(alive)
-        if len(self._runs) > 1 or (self._runs and not alive[self._runs[0].slots].all()):
+        if len(self._runs) > 1 or (self._runs and not alive[self._runs[0].slots >> self.slot_shift].all()):
             self._runs = [self._merge(self._runs, alive)]
 
     def counts(self, query_keys: np.ndarray) -> np.ndarray:
@@ -160,10 +163,18 @@ class Postings:
         return self._make_run(keys, slots, payload, alive)
 
     def _make_run(self, keys: np.ndarray, slots: np.ndarray, payload: np.ndarray, alive: np.ndarray) -> _Run:
-        keep = alive[slots]
-        keys, slots, payload = keys[keep], slots[keep], payload[keep]
+        # One array at a time, so that a merge of 10^8 postings holds at most one extra copy of each.
+        keep = alive[slots >> self.slot_shift]
+        if not keep.all():
+            keys = keys[keep]
+            slots = slots[keep]
+            payload = payload[keep]
+        del keep
         order = np.argsort(keys, kind="stable")
-        keys, slots, payload = keys[order], slots[order], payload[order]
+        keys = keys[order]
+        slots = slots[order]
+        payload = payload[order]
+        del order
         if len(keys) > self.n_keys:
             offsets = np.zeros(self.n_keys + 1, np.int64)
             np.cumsum(np.bincount(keys, minlength=self.n_keys), out=offsets[1:])

@@ -57,8 +57,9 @@ import faiss
 import numba
 import numpy as np
 
-from shared.index.image_postings import run_starts
+from shared.index.image_postings import Postings, run_starts
 from shared.index.image_vocab import CELLS, CENTROIDS
+from shared.index.popcount import popcount64
 from shared.kinds.image.features import ANGLE_STEPS, Features
 
 N_WORDS = CELLS * CELLS
@@ -69,6 +70,10 @@ STOP_MIN_POSTINGS = 256
 PURGE_MIN_POSTINGS = 1 << 16
 #: Bytes of the 16-byte descriptor kept in each posting (the Hamming-embedding code).
 CODE_BYTES = (0, 1, 2, 3, 8, 9, 10, 11)
+#: A posting is a uint32 label (slot << ``GEOMETRY_BITS`` | the keypoint's ``geometry_of`` byte) and a
+#: uint64 code (``CODE_BYTES``, little-endian): 12 bytes.
+GEOMETRY_BITS = 8
+MAX_SLOTS = 1 << (32 - GEOMETRY_BITS)
 ANGLE_BINS = 16
 OCTAVES = 8
 #: Weak geometric consistency windows: adjacent orientation bins, adjacent octaves.
@@ -120,29 +125,29 @@ class WordStage:
         self.code_max_bits = code_max_bits
         self.min_votes = min_votes
         self.per_half = query_cells_per_half
-        # The inverted file: one list per word, each posting a 64-bit code and a label (slot << 8 | geometry).
-        # Words are assigned here (``words_of``), so the IVF's own quantiser is never used.
-        self._ivf = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(64), 64, N_WORDS)
-        self._ivf.is_trained = True
+        # The inverted file: one list per word, each posting a label (slot and geometry) and a code.
+        self._lists = Postings(N_WORDS, np.uint64, slot_shift=GEOMETRY_BITS)
         self._counts = np.zeros(N_WORDS, np.int64)  # postings per word, dead ones included
         self._per_slot = np.zeros(0, np.int32)  # postings per slot; 0 once purged
         self._dead = 0  # postings of removed slots still in the lists
+        self._total = 0  # postings, dead ones included (the stop words' mean)
 
     def __len__(self) -> int:
-        return int(self._ivf.ntotal)
+        return self._total
 
     @property
     def nbytes(self) -> int:
-        """The lists' contents (8-byte code and 8-byte label a posting) and the bookkeeping arrays."""
-        return 16 * len(self) + self._counts.nbytes + self._per_slot.nbytes
+        """The lists (a 4-byte label and an 8-byte code a posting) and the bookkeeping arrays."""
+        return self._lists.nbytes + self._counts.nbytes + self._per_slot.nbytes
 
     def indexed(self, n: int) -> slice:
         """Which of an item's ``n`` keypoints are indexed: every ``step``-th, at most ``keypoints``."""
         step = max(1, -(-n // max(self.keypoints, 1)))
         return slice(0, min(n, step * self.keypoints), step)
 
-    def add_many(self, slots: np.ndarray, features: list[Features]) -> None:
-        """Index the items' keypoints (one quantiser call for many items)."""
+    def add_many(self, slots: np.ndarray, features: list[Features], alive: np.ndarray) -> None:
+        """Index the items' keypoints (one quantiser call for many items); ``alive``: the owner's slot
+        liveness (a merge of the lists drops dead slots' postings)."""
         picked = [self.indexed(len(f.points)) for f in features]
         descriptors = [f.descriptors()[p] for f, p in zip(features, picked, strict=True)]
         counts = np.array([len(d) for d in descriptors], np.int64)
@@ -150,17 +155,18 @@ class WordStage:
             grown = np.zeros(max(2 * len(self._per_slot), int(slots.max()) + 1), np.int32)
             grown[: len(self._per_slot)] = self._per_slot
             self._per_slot = grown
+        if len(slots) and slots.max() >= MAX_SLOTS:
+            raise ValueError(f"the word stage holds at most {MAX_SLOTS} slots: shard the catalog")
         self._per_slot[slots] = counts
         if counts.sum() == 0:
             return
         d = np.concatenate(descriptors)
-        geo = np.concatenate([geometry_of(f)[p] for f, p in zip(features, picked, strict=True)])
-        words = np.ascontiguousarray(words_of(d)[:, 0])
-        labels = np.ascontiguousarray(np.repeat(slots.astype(np.int64), counts) << 8 | geo)
-        codes = codes_of(d)  # bound to a name: swig_ptr does not keep its array alive
-        self._ivf.add_core(  # type: ignore[attr-defined]  # (SWIG methods missing from faiss's stubs)
-            len(d), faiss.swig_ptr(codes), faiss.swig_ptr(labels), faiss.swig_ptr(words))
+        words = words_of(d)[:, 0]
+        geometry = np.concatenate([geometry_of(f)[p] for f, p in zip(features, picked, strict=True)])
+        labels = np.repeat(slots.astype(np.uint32), counts) << GEOMETRY_BITS | geometry
+        self._lists.add(words, labels, codes_of(d).view(np.uint64).ravel(), alive)
         self._counts += np.bincount(words, minlength=N_WORDS)
+        self._total += len(d)
 
     def removed(self, slot: int, alive: np.ndarray) -> None:
         """Note a removed slot; its postings are purged once dead ones reach a fifth of the lists."""
@@ -169,17 +175,14 @@ class WordStage:
             self.purge(alive)
 
     def purge(self, alive: np.ndarray) -> None:
-        """Drop the postings of dead slots from the lists (one pass over them, in FAISS)."""
+        """Fold the lists into one run (one range per word to scan), dropping the postings of dead slots."""
         n = min(len(alive), len(self._per_slot))
         dead = np.flatnonzero(~alive[:n] & (self._per_slot[:n] > 0))
-        if len(dead) == 0:
-            return
-        labels = (dead.astype(np.int64)[:, None] << 8 | np.arange(256, dtype=np.int64)).ravel()
-        self._ivf.remove_ids(faiss.IDSelectorBatch(labels))
+        self._lists.merge(alive)
         self._per_slot[dead] = 0
         self._dead = 0
-        inv = self._ivf.invlists
-        self._counts = np.array([inv.list_size(w) for w in range(N_WORDS)], np.int64)
+        self._counts = self._lists.counts(np.arange(N_WORDS))
+        self._total = len(self._lists)
 
     def search(self, query: Features, alive: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``limit`` live slots with at least ``min_votes`` votes, best first (the module docstring);
@@ -193,25 +196,27 @@ class WordStage:
         words = words_of(desc, self.per_half)
         if self.stop_factor > 0:
             # Stop words (Sivic & Zisserman, "Video Google", ICCV 2003): the most frequent words match
-            # everything, carry no evidence and are the longest lists to scan. FAISS skips list -1.
+            # everything, carry no evidence and are the longest lists to scan.
             most = max(STOP_MIN_POSTINGS, self.stop_factor * len(self) / N_WORDS)
             words[self._counts[words] > most] = -1
-        words = np.ascontiguousarray(words)
-        codes, distances = codes_of(desc), np.zeros(words.shape, np.int32)  # named: swig_ptr keeps no reference
-        rows = len(desc)
-        found = faiss.RangeSearchResult(rows)
-        self._ivf.nprobe = words.shape[1]
-        self._ivf.range_search_preassigned_c(  # type: ignore[attr-defined]  # radius exclusive: <= code_max_bits
-            rows, faiss.swig_ptr(codes), self.code_max_bits + 1, faiss.swig_ptr(words), faiss.swig_ptr(distances),
-            found,
-        )
-        lims = faiss.rev_swig_ptr(found.lims, rows + 1).astype(np.int64)
-        labels = faiss.rev_swig_ptr(found.labels, int(lims[-1])).copy() if lims[-1] else np.zeros(0, np.int64)
-        row = np.repeat(np.arange(rows, dtype=np.int64), np.diff(lims))
+        labels, row = self.hits(desc, words, alive)
         # An item's votes never exceed its hits: items with fewer than ``min_votes`` hits (most chance hits
         # in a large catalog) are dropped before the ranking's sort (the same result, a smaller sort).
         ok = _live_and_hit_enough(labels, alive, self.min_votes, np.zeros(len(alive), np.uint8))
         return self._rank(labels[ok], row[ok], geo, n, limit)
+
+    def hits(self, desc: np.ndarray, words: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Hamming-embedding check: query row ``r`` (descriptor ``desc[r]``) hits each live posting
+        under ``words[r]`` (-1: none) whose code is within ``code_max_bits`` of its own. Returns the hits'
+        labels (slot << 8 | geometry) and rows, in no particular order."""
+        live = words >= 0
+        row_of = np.repeat(np.arange(len(desc), dtype=np.int64), words.shape[1])[live.ravel()]
+        codes = codes_of(desc).view(np.uint64).ravel()
+        found = [_scan(starts, ends, labels, codes_in, row_of, codes, alive, self.code_max_bits)
+                 for starts, ends, labels, codes_in in self._lists.sources(words[live])]
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def _rank(
         self, labels: np.ndarray, row: np.ndarray, query_geo: np.ndarray, n: int, limit: int
@@ -274,3 +279,42 @@ def _live_and_hit_enough(labels: np.ndarray, alive: np.ndarray, min_hits: int, c
         slot = labels[i] >> 8
         keep[i] = alive[slot] and counts[slot] >= min_hits
     return keep
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(
+    starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, codes: np.ndarray, row_of: np.ndarray,
+    query_codes: np.ndarray, alive: np.ndarray, max_bits: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Hamming-embedding check over the query's lists, in place: for probe ``p`` (query row
+    ``row_of[p]``, postings ``starts[p]:ends[p]``), each posting of a live slot whose code is within
+    ``max_bits`` of the row's is a hit. Returns the hits' labels (slot << 8 | geometry) and rows.
+
+    Two passes per list. The first streams its codes and notes where the hits are, branch-free (about
+    2.5% of postings are hits, at random places); the second reads those hits' labels (one list's labels
+    span a few pages) and their slots' liveness, loads that no longer wait on one another. Reading each
+    label as the hit was found took 1.4-1.9x as long (``bench/catalog/image/REPORT.md``)."""
+    longest = 0
+    for p in range(len(starts)):
+        longest = max(longest, ends[p] - starts[p])
+    at = np.empty(longest, np.int64)
+    out = np.empty(1 << 14, np.int64)
+    rows = np.empty(1 << 14, np.int64)
+    m = 0
+    for p in range(len(starts)):
+        row, start, end = row_of[p], starts[p], ends[p]
+        q = query_codes[row]
+        n = 0
+        for i in range(start, end):
+            at[n] = i
+            n += popcount64(codes[i] ^ q) <= max_bits
+        if m + n > len(out):
+            size = max(2 * len(out), m + n)
+            out = np.concatenate((out[:m], np.empty(size - m, np.int64)))
+            rows = np.concatenate((rows[:m], np.empty(size - m, np.int64)))
+        for k in range(n):
+            label = labels[at[k]]
+            out[m] = label
+            rows[m] = row
+            m += alive[label >> GEOMETRY_BITS]
+    return out[:m], rows[:m]
