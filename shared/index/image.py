@@ -56,12 +56,13 @@ on a 2-core box (a settled query: the 15-bit search ~3 ms, then loading and comp
 and every query with fewer than K copies above the cap, also pay the 31-bit search ~13 ms, the local
 stage and up to 64 compares, p50 109 ms, p99 287 ms). The p99 <= 50 ms target is missed. Since
 2026-11-27 19:00 the hash stage's hit check and the word stage's vote cut are numba kernels, with the same
-results: a new upload's p50 0.60-0.76x of before, on the same box.
+results: a new upload's p50 0.60-0.76x of before, on the same box. Since 2026-11-27 22:00 the word postings
+are this project's arrays (12 bytes a posting, FAISS's lists took 16), scanned in the same time.
 
 Memory per item (measured at 10^6): 256 bytes of hashes and 128 of inset hashes, ~818 bytes of hash
 postings (16 substrings of hash 0, up to 112 distinct ones of hashes 1-7 and 16 per informative inset, 5
-bytes each), ~4,096 bytes of word postings (16 bytes per keypoint, 256 by default, plus FAISS's list
-capacity, which the process's RSS shows) and ~109 of slot bookkeeping: 5.41 KB. No fingerprint is kept
+bytes each), ~3,076 bytes of word postings (12 bytes per keypoint, 256 by default; 16 in FAISS's lists
+before 2026-11-27 22:00) and ~109 of slot bookkeeping: 4.39 KB. No fingerprint is kept
 (``compact``: the replica loads the candidates' full fingerprints from the store).
 """
 
