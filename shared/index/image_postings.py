@@ -1,8 +1,7 @@
 """Compact inverted lists for the image index: ``key -> [(slot, payload), ...]`` in numpy arrays.
 
-Role: the storage under the image index's exact stage (``image_hashes.py``: hash substrings; the word stage
-and the word stage's visual words, ``image_words.py``). Pure numpy; imports nothing from Flask or
-Celery.
+Role: the storage under both stages of the image index: hash substrings (``image_hashes.py``) and visual
+words (``image_words.py``). Pure numpy; imports nothing from Flask or Celery.
 
 Why not Python containers: a million items put 1-2 x 10^8 postings in these lists; as Python objects
 they would take tens of GB, as numpy arrays 4 bytes per slot plus the payload.
