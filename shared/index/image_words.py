@@ -135,10 +135,9 @@ class WordStage:
         self._counts = np.zeros(N_WORDS, np.int64)  # postings per word, dead ones included
         self._per_slot = np.zeros(0, np.int32)  # postings per slot; 0 once purged
         self._dead = 0  # postings of removed slots still in the lists
-        self._total = 0  # postings, dead ones included (the stop words' mean)
 
     def __len__(self) -> int:
-        return self._total
+        return int(self._counts.sum())  # postings, dead ones included (the stop words' mean)
 
     @property
     def nbytes(self) -> int:
@@ -171,7 +170,6 @@ class WordStage:
         labels = np.repeat(slots.astype(np.uint32), counts) << GEOMETRY_BITS | geometry
         self._lists.add(words, labels, codes_of(d).view(np.uint64).ravel(), alive)
         self._counts += np.bincount(words, minlength=N_WORDS)
-        self._total += len(d)
 
     def removed(self, slot: int, alive: np.ndarray) -> None:
         """Note a removed slot; its postings are purged once dead ones reach a fifth of the lists."""
@@ -187,7 +185,6 @@ class WordStage:
         self._per_slot[dead] = 0
         self._dead = 0
         self._counts = self._lists.counts(np.arange(N_WORDS))
-        self._total = len(self._lists)
 
     def search(self, query: Features, alive: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``limit`` live slots with at least ``min_votes`` votes, best first (the module docstring);
