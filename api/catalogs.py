@@ -76,7 +76,7 @@ def get_catalog(catalog_id: str) -> Any:
 def delete_catalog(catalog_id: str) -> Any:
     get_owned_catalog(catalog_id)
     services().store.catalogs.delete(catalog_id)
-    drop(catalog_id)
+    drop(catalog_id, services().settings)
     return "", 204
 
 

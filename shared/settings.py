@@ -323,6 +323,13 @@ class IndexSettings:
     image_stop_word_factor: float = 20.0
     #: Catalogs (or shards) with at most this many items compare every item: exact, and still cheap.
     image_exhaustive_below: int = 32
+    #: Replica snapshots (``shared/index/snapshot.py``, under ``data_dir/snapshots``): a replica writes one
+    #: after a refresh once ``snapshot_min_changes`` item changes, and ``snapshot_change_fraction`` of its
+    #: items, were applied since the last; a restarted worker resumes from it and replays only the change
+    #: log after it. False: every new replica replays the whole log.
+    snapshots: bool = True
+    snapshot_min_changes: int = 1000
+    snapshot_change_fraction: float = 0.1
     #: Video index (``shared/index/video.py``): an item is a candidate when at least this many query frames pair
     #: with it at one offset (a run needs two: ``align_runs`` asks 1.5 votes of at most 1 each).
     video_min_pairs: int = 2
@@ -429,6 +436,8 @@ class Settings:
             raise InvalidSettings("queue.sync_wait_s must be >= 0")
         if not 1 <= self.index.shards <= 1024:
             raise InvalidSettings("index.shards must be between 1 and 1024")
+        if self.index.snapshot_min_changes < 1 or self.index.snapshot_change_fraction < 0:
+            raise InvalidSettings("index.snapshot_min_changes must be >= 1 and index.snapshot_change_fraction >= 0")
 
 
 def _section_type(f: dataclasses.Field[Any]) -> type | None:

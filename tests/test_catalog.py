@@ -3,6 +3,7 @@ PostgreSQL (pure functions), and end to end through the API and a real worker.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -16,7 +17,7 @@ import requests
 from cli import synth
 from shared import catalog, media
 from shared.index import replica as replica_module
-from shared.kinds import get_kind
+from shared.kinds import fingerprint_version, get_kind
 from shared.protocol import LocalMedia, MediaKind, no_progress
 from shared.settings import Settings
 from shared.store import Store
@@ -74,6 +75,76 @@ def test_ingest_search_disable_delete_and_restart(store: Store, photos: dict[str
     store.catalogs.delete_item(cat.id, "p2")
     assert all(h["external_id"] != "p2" for h in search(store, settings, cat.id, photos["query"]))
     assert store.catalogs.stats(cat.id)["items"] == {"image": {"enabled": 5, "disabled": 0}}
+
+
+def snapshotting(tmp_path: Path, **index: Any) -> Settings:
+    """Test settings whose replicas write a snapshot after every refresh that changed something."""
+    s = base_settings(tmp_path)
+    return dataclasses.replace(s, index=dataclasses.replace(s.index, snapshot_min_changes=1, **index))
+
+
+def image_replica(catalog_id: str, settings: Settings) -> replica_module.CatalogIndex:
+    return replica_module.replica(catalog_id, get_kind("image"), fingerprint_version("image"), None, settings)
+
+
+def test_a_restart_resumes_from_the_snapshot_and_replays_only_what_followed(
+    store: Store, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    settings = snapshotting(tmp_path)
+    cat = store.catalogs.create(None, "refs", ["image"], {})
+    for i in range(4):
+        ingest(store, settings, cat.id, f"p{i}", photos[f"p{i}"])
+    search(store, settings, cat.id, photos["query"])  # builds the replica, which writes its snapshot
+    written = image_replica(cat.id, settings).saved_event_id
+    assert written is not None and written == image_replica(cat.id, settings).last_event_id
+    assert [p.suffix for p in (tmp_path / "snapshots").iterdir()] == [".snapshot"]  # no temporary file left
+
+    # Changes that no replica has seen: two new items, one disabled, one deleted. Then a restart.
+    for i in (4, 5):
+        ingest(store, settings, cat.id, f"p{i}", photos[f"p{i}"])
+    store.catalogs.set_enabled(cat.id, "p1", False)
+    store.catalogs.delete_item(cat.id, "p0")
+    replica_module.drop(cat.id)
+    restarted = image_replica(cat.id, settings)
+    assert restarted.refresh(store) == 4  # only the four changed items were read and indexed
+    assert restarted.restored_event_id == written and restarted.stats()["items"] == 4
+
+    queries = [photos[k] for k in ("query", "p0", "p1", "p4", "p5")]
+    resumed = [search(store, settings, cat.id, q, top_k=10) for q in queries]
+    replica_module.drop(cat.id)
+    off = dataclasses.replace(settings, index=dataclasses.replace(settings.index, snapshots=False))
+    assert [search(store, off, cat.id, q, top_k=10) for q in queries] == resumed  # as rebuilt from the log
+    assert image_replica(cat.id, off).restored_event_id is None
+    found = {h["external_id"] for hits in resumed for h in hits if h["match"]}
+    assert found == {"p2", "p4", "p5"}  # p0 deleted and p1 disabled after the snapshot stay gone
+
+
+def test_a_snapshot_it_cannot_trust_is_dropped_and_the_log_rebuilds(
+    store: Store, photos: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = snapshotting(tmp_path)
+    cat = store.catalogs.create(None, "refs", ["image"], {})
+    for i in range(3):
+        ingest(store, settings, cat.id, f"p{i}", photos[f"p{i}"])
+    expected = search(store, settings, cat.id, photos["query"], top_k=10)
+    (path,) = (tmp_path / "snapshots").iterdir()
+
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a torn file (a full disk, a crash)
+    replica_module.drop(cat.id)
+    assert search(store, settings, cat.id, photos["query"], top_k=10) == expected
+    assert image_replica(cat.id, settings).restored_event_id is None and "unreadable" in caplog.text
+    assert image_replica(cat.id, settings).saved_event_id is not None  # rebuilt, then written whole again
+
+    other = snapshotting(tmp_path, image_local_keypoints=128)  # a replica built with other index settings
+    replica_module.drop(cat.id)
+    assert search(store, other, cat.id, photos["query"], top_k=10) == expected
+    assert image_replica(cat.id, other).restored_event_id is None and "(settings differ)" in caplog.text
+    replica_module.drop(cat.id)
+    search(store, other, cat.id, photos["query"], top_k=10)
+    assert image_replica(cat.id, other).restored_event_id is not None  # its own snapshot is trusted
+
+    replica_module.drop(cat.id, other)  # the catalog is deleted: its snapshots go too
+    assert list((tmp_path / "snapshots").iterdir()) == []
 
 
 def test_fingerprints_are_cached_by_content(store: Store, photos: dict[str, Path], tmp_path: Path) -> None:

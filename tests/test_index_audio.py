@@ -8,6 +8,8 @@ search through the service returns exactly the hits that comparing the query wit
 
 from __future__ import annotations
 
+import pickle
+
 import functools
 from pathlib import Path
 
@@ -110,6 +112,8 @@ def test_remove_and_re_add_take_effect_at_once() -> None:
     for n in range(2, len(ITEMS)):
         fresh.add(n, fp("s7" if n == copy else ITEMS[n]))
     assert index.candidates(q, 10) == fresh.candidates(q, 10) and copy not in index.candidates(q, 10)[:1]
+    # A replica snapshot pickles the index (``shared/index/snapshot.py``): the copy answers alike.
+    assert pickle.loads(pickle.dumps(index)).candidates(q, 10) == index.candidates(q, 10)
 
 
 def test_segments_merge_as_items_arrive_one_by_one() -> None:

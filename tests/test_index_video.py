@@ -8,6 +8,8 @@ exactly the hits that comparing the query with every item gives.
 
 from __future__ import annotations
 
+import pickle
+
 import functools
 from pathlib import Path
 
@@ -104,6 +106,12 @@ def test_remove_and_re_add_take_effect_at_once(clips) -> None:
     assert index.candidates(q, 10)[0] == 0
     index.add(0, clips("s2")[1])  # the same key again replaces the item
     assert 0 not in index.candidates(q, 10)
+    # A replica snapshot pickles the index (``shared/index/snapshot.py``): the copy answers alike and grows alike.
+    copy = pickle.loads(pickle.dumps(index))
+    assert copy.candidates(q, 10) == index.candidates(q, 10) and len(copy) == len(index)
+    for same in (copy, index):
+        same.add(7, clips("s1")[1])
+    assert copy.candidates(q, 10) == index.candidates(q, 10)
 
 
 @pytest.fixture

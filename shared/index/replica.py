@@ -1,8 +1,10 @@
 """An in-memory index replica of one catalog's items of one kind, kept fresh from the change log.
 
 ``refresh`` applies the events committed since the last one it saw (cheap when there are none), so an
-item is searchable at the first query after its ingest job commits, without a rebuild; a new process
-(or a restart) replays the log from the start, which rebuilds the replica from the database. ``search``
+item is searchable at the first query after its ingest job commits, without a rebuild. A new process (or
+a restart) starts from the replica's snapshot on local disk when there is one it can trust
+(``snapshot.py``: written after refreshes that applied enough changes) and replays the log after it;
+otherwise it replays the log from the start, which rebuilds the replica from the database. ``search``
 ranks the index's candidates by the kind's own ``compare``, so a hit carries the same score, decision
 and segments as a pairwise match.
 
@@ -17,13 +19,18 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import logging
 import math
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from shared.index import CandidateIndex, Tiers, make_index
+from shared.errors import NotFound
+from shared.index import CandidateIndex, Tiers, make_index, snapshot
+from shared.index.snapshot import SnapshotPolicy
 from shared.protocol import Fingerprint, Match, MediaKind
 from shared.settings import Settings
 from shared.store import ItemRecord, Store
@@ -50,6 +57,8 @@ PAGE_EVENTS = 2000
 #: Candidates loaded from the store per query (SQL ``IN`` lists stay short).
 _LOAD_CHUNK = 500
 
+log = logging.getLogger(__name__)
+
 
 class CatalogIndex:
     """One replica. With a ``compact`` index (one that says so, like the image index) the replica keeps
@@ -63,6 +72,7 @@ class CatalogIndex:
         version: int,
         make_index: Callable[[], CandidateIndex],
         shard: tuple[int, int] | None = None,
+        snapshots: SnapshotPolicy | None = None,
     ) -> None:
         self.catalog_id, self.kind, self.version, self.shard = catalog_id, kind, version, shard
         self.index = make_index()
@@ -70,20 +80,80 @@ class CatalogIndex:
         self.items: dict[int, tuple[ItemRecord, Fingerprint]] = {}
         self.last_event_id = 0
         self._lock = threading.Lock()
+        self.snapshots = snapshots
+        #: The change-log event a snapshot resumed this replica at (None: built from the log), and the
+        #: last one a snapshot was written at.
+        self.restored_event_id: int | None = None
+        self.saved_event_id: int | None = None
+        self._restore_pending = snapshots is not None
+        self._changes_since_snapshot = 0
+        self._header: dict[str, Any] = {}
 
     def refresh(self, store: Store) -> int:
-        """Apply new events, a page at a time; return how many items changed."""
+        """Apply new events, a page at a time; return how many items changed. The first refresh starts
+        from the snapshot when there is a trusted one; one that applied enough changes writes a new one."""
         changed = 0
         with self._lock:
+            if self._restore_pending:
+                self._restore(store)
             while True:
                 last, touched, live = store.catalogs.changes(
                     self.catalog_id, self.kind.name, self.version, self.last_event_id, limit=PAGE_EVENTS
                 )
                 if last == self.last_event_id:
-                    return changed
+                    break
                 self._apply(touched, live)
                 self.last_event_id = last
                 changed += len(touched)
+            self._changes_since_snapshot += changed
+            if self.snapshots is not None and self._header and self.snapshots.due(self._changes_since_snapshot, self._size()):
+                self._save()
+        return changed
+
+    def _size(self) -> int:
+        return len(self.index) if self.compact else len(self.items)
+
+    def _snapshot_path(self) -> Path:
+        assert self.snapshots is not None
+        return self.snapshots.path(self.catalog_id, self.kind.name, self.version, self.shard)
+
+    def _restore(self, store: Store) -> None:
+        """Start from the snapshot if its header matches this replica (``snapshot.load``)."""
+        assert self.snapshots is not None
+        self._restore_pending = False
+        try:
+            created_at = store.catalogs.get(self.catalog_id).created_at
+        except NotFound:
+            return  # nothing to restore, nor to save: the catalog is gone
+        self._header = {
+            "catalog_id": self.catalog_id, "catalog_created_at": created_at, "kind": self.kind.name,
+            "version": self.version, "shard": self.shard, "index": type(self.index).__name__,
+            "settings": self.snapshots.settings,
+        }
+        t0 = time.perf_counter()
+        state = snapshot.load(self._snapshot_path(), self._header)
+        if state is None:
+            return
+        self.index, self.items, self.last_event_id = state["index"], state["items"], state["last_event_id"]
+        self.restored_event_id = self.saved_event_id = self.last_event_id
+        log.info("replica %s/%s resumed from its snapshot at event %d (%d items, %.1f s)", self.catalog_id,
+                 self.kind.name, self.last_event_id, self._size(), time.perf_counter() - t0)
+
+    def _save(self) -> None:
+        """Write the snapshot (under the lock: a search waits for it). A failure is logged, never raised:
+        the replica works without one."""
+        t0 = time.perf_counter()
+        state = {"index": self.index, "items": self.items, "last_event_id": self.last_event_id}
+        try:
+            size = snapshot.save(self._snapshot_path(), self._header, state)
+        except Exception as exc:
+            log.warning("replica %s/%s: snapshot not written (%s: %s)", self.catalog_id, self.kind.name,
+                        type(exc).__name__, exc)
+        else:
+            self.saved_event_id = self.last_event_id
+            log.info("replica %s/%s: snapshot at event %d, %d items, %.1f MB in %.1f s", self.catalog_id,
+                     self.kind.name, self.last_event_id, self._size(), size / 1e6, time.perf_counter() - t0)
+        self._changes_since_snapshot = 0
 
     def _apply(self, touched: list[int], live: list[tuple[ItemRecord, bytes]]) -> None:
         for pk in touched:
@@ -142,6 +212,15 @@ class CatalogIndex:
         items = len(self.index) if self.compact else len(self.items)
         return {"items": items, "last_event_id": self.last_event_id, "index": type(self.index).__name__,
                 "shard": shard}
+
+    def snapshot_now(self, store: Store) -> bool:
+        """Refresh, then write the snapshot whatever the changes since the last; whether one was written."""
+        self.refresh(store)
+        with self._lock:
+            if self.snapshots is None or not self._header:
+                return False
+            self._save()
+            return self.saved_event_id == self.last_event_id
 
 
 def candidate_tiers(index: CandidateIndex, query: Fingerprint, limit: int) -> Tiers:
@@ -247,11 +326,28 @@ def replica(
     key = (catalog_id, kind.name, version, shard)
     with _REPLICAS_LOCK:
         if key not in _REPLICAS:
-            _REPLICAS[key] = CatalogIndex(catalog_id, kind, version, lambda: make_index(kind.name, settings), shard)
+            _REPLICAS[key] = CatalogIndex(
+                catalog_id, kind, version, lambda: make_index(kind.name, settings), shard,
+                snapshot_policy(settings or Settings(), kind.name),
+            )
         return _REPLICAS[key]
 
 
-def drop(catalog_id: str) -> None:
+def snapshot_policy(settings: Settings, kind: str) -> SnapshotPolicy | None:
+    """Where and when this process's replicas of ``kind`` write snapshots (None: snapshots are off)."""
+    s = settings.index
+    if not s.snapshots:
+        return None
+    built_with = {f: v for f, v in asdict(s).items() if not f.startswith("snapshot")}
+    return SnapshotPolicy(settings.data_dir / "snapshots", s.snapshot_min_changes, s.snapshot_change_fraction,
+                          repr((built_with, getattr(settings, kind, None))))
+
+
+def drop(catalog_id: str, settings: Settings | None = None) -> None:
+    """Forget this process's replicas of a catalog (the next search rebuilds them); with ``settings``,
+    also delete its snapshots (the catalog is gone)."""
     with _REPLICAS_LOCK:
         for key in [k for k in _REPLICAS if k[0] == catalog_id]:
             del _REPLICAS[key]
+    if settings is not None:
+        snapshot.remove_catalog(settings.data_dir / "snapshots", catalog_id)

@@ -39,6 +39,8 @@ codes are dead (one linear rebuild of the flat codes). Adding appends, so an ite
 
 from __future__ import annotations
 
+from typing import Any
+
 import faiss
 import numpy as np
 
@@ -181,6 +183,20 @@ class VideoIndex:
         self._full = np.concatenate([self._full, full])
         self._row_slot = np.concatenate([self._row_slot, slots])
         self._row_sample = np.concatenate([self._row_sample, samples])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (replica snapshots, ``snapshot.py``): the FAISS index is left out and rebuilt on load
+        from ``_codes``, which holds exactly its rows."""
+        self._flush()
+        state = self.__dict__.copy()
+        del state["_flat"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._flat = faiss.IndexBinaryFlat(_PREFIX_BITS)
+        if self._codes.size:
+            self._flat.add(self._codes)
 
     def _compact(self) -> None:
         """Drop the codes of removed items: one linear rebuild of the flat codes."""
