@@ -5,7 +5,8 @@ Each pass:
   already killed ``queue.max_attempts`` workers, so a poison input cannot loop forever; in embedded mode,
   whose on-disk broker has no redelivery, it also requeues jobs left queued too long;
 - sends webhook retries that are due;
-- deletes finished jobs and batches past the retention period (every hundredth pass).
+- deletes finished jobs and batches past the retention period, and the index snapshots of deleted catalogs
+  (every hundredth pass).
 
 Several workers may run it at once: every step claims its rows with a conditional ``UPDATE`` first.
 """
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from shared.delivery import attempt_delivery
+from shared.index import snapshot
 from shared.runner import after_job
 from shared.settings import Settings
 from shared.store import JobRecord, JobStatus, Store
@@ -29,7 +31,7 @@ def run_once(
     store: Store, settings: Settings, enqueue: Callable[[JobRecord], None], notify: Callable[[str], None], *, purge: bool
 ) -> dict[str, int]:
     q = settings.queue
-    counts = {"requeued": 0, "lost": 0, "webhooks": 0, "purged": 0}
+    counts = {"requeued": 0, "lost": 0, "webhooks": 0, "purged": 0, "snapshots": 0}
     queued_after_s = 4 * q.stale_after_s if settings.embedded else None
     for job in store.jobs.stale(q.stale_after_s, queued_after_s):
         if job.status is JobStatus.RUNNING and job.attempts >= q.max_attempts:
@@ -44,6 +46,7 @@ def run_once(
             counts["webhooks"] += 1
     if purge:
         counts["purged"] = store.purge_before(time.time() - settings.store.retention_days * 86400)
+        counts["snapshots"] = snapshot.remove_orphans(settings.data_dir / "snapshots", store.catalogs.exists)
     return counts
 
 

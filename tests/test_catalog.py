@@ -15,8 +15,9 @@ import pytest
 import requests
 
 from cli import synth
-from shared import catalog, media
+from shared import catalog, maintenance, media
 from shared.index import replica as replica_module
+from shared.index import snapshot
 from shared.kinds import fingerprint_version, get_kind
 from shared.protocol import LocalMedia, MediaKind, no_progress
 from shared.settings import Settings
@@ -145,6 +146,30 @@ def test_a_snapshot_it_cannot_trust_is_dropped_and_the_log_rebuilds(
 
     replica_module.drop(cat.id, other)  # the catalog is deleted: its snapshots go too
     assert list((tmp_path / "snapshots").iterdir()) == []
+
+    # A catalog deleted through another process: the maintenance loop's purge pass removes its snapshot.
+    kept = store.catalogs.create(None, "kept", ["image"], {})
+    for c in (cat.id, kept.id):
+        ingest(store, other, c, "p0", photos["p0"])
+        search(store, other, c, photos["query"])
+    store.catalogs.delete(cat.id)
+    counts = maintenance.run_once(store, other, lambda job: None, lambda job_id: None, purge=True)
+    assert counts["snapshots"] == 1
+    assert [p.name.split(".")[0] for p in (tmp_path / "snapshots").iterdir()] == [kept.id]
+
+
+def test_snapshot_files_name_any_catalog_id_and_orphans_are_found_by_it(tmp_path: Path) -> None:
+    policy = replica_module.snapshot_policy(base_settings(tmp_path), "image")
+    assert policy is not None
+    ids = ["cat_0123abcd", "a.b/é%x", "..", "cat_0123abcd.image"]
+    for n, catalog_id in enumerate(ids):
+        path = policy.path(catalog_id, "image", 5, (n, 4))
+        assert path.parent == tmp_path / "snapshots" and "/" not in path.name
+        snapshot.save(path, {"catalog_id": catalog_id}, {"n": n})
+        assert snapshot.load(path, {"catalog_id": catalog_id}) == {"n": n}
+    assert snapshot.remove_orphans(policy.directory, lambda c: c in ids[:2]) == 2
+    assert sorted(p.name for p in policy.directory.iterdir()) == sorted(
+        policy.path(c, "image", 5, (n, 4)).name for n, c in enumerate(ids[:2]))
 
 
 def test_fingerprints_are_cached_by_content(store: Store, photos: dict[str, Path], tmp_path: Path) -> None:

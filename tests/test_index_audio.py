@@ -8,9 +8,8 @@ search through the service returns exactly the hits that comparing the query wit
 
 from __future__ import annotations
 
-import pickle
-
 import functools
+import pickle
 from pathlib import Path
 
 import numpy as np

@@ -8,9 +8,8 @@ exactly the hits that comparing the query with every item gives.
 
 from __future__ import annotations
 
-import pickle
-
 import functools
+import pickle
 from pathlib import Path
 
 import numpy as np

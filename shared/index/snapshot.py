@@ -32,6 +32,7 @@ import pickle
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,23 @@ def remove_catalog(directory: Path, catalog_id: str) -> int:
     return gone
 
 
+def remove_orphans(directory: Path, catalog_exists: Callable[[str], bool]) -> int:
+    """Delete the snapshots of catalogs that no longer exist (deleted through another process, whose
+    ``remove_catalog`` could not reach this directory); return how many files went."""
+    if not directory.is_dir():
+        return 0
+    gone = 0
+    known: dict[str, bool] = {}
+    for path in directory.iterdir():
+        catalog_id = _unsafe(path.name.lstrip(".").split(".", 1)[0])
+        if catalog_id not in known:
+            known[catalog_id] = catalog_exists(catalog_id)
+        if not known[catalog_id]:
+            path.unlink(missing_ok=True)
+            gone += 1
+    return gone
+
+
 def _remove_stale_tmp(path: Path) -> None:
     now = time.time()
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
@@ -140,5 +158,9 @@ def _remove_stale_tmp(path: Path) -> None:
 
 
 def _safe(name: str) -> str:
-    """A file-name-safe form of an id (catalog ids are short tokens; anything else is escaped)."""
-    return re.sub(r"[^A-Za-z0-9_-]", lambda m: f"%{ord(m.group()):02x}", name)
+    """A file-name-safe form of an id, with no dots (catalog ids are short tokens; anything else is escaped)."""
+    return re.sub(r"[^A-Za-z0-9_-]", lambda m: "".join(f"%{b:02x}" for b in m.group().encode()), name)
+
+
+def _unsafe(name: str) -> str:
+    return re.sub(r"(?:%[0-9a-f]{2})+", lambda m: bytes.fromhex(m.group().replace("%", "")).decode(errors="replace"), name)

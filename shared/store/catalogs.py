@@ -83,6 +83,10 @@ class Catalogs:
             raise NotFound(f"catalog {catalog_id} not found")
         return CatalogRecord.from_row(row)
 
+    def exists(self, catalog_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(catalogs.c.id).where(catalogs.c.id == catalog_id)).first() is not None
+
     def delete(self, catalog_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(catalog_events.delete().where(catalog_events.c.catalog_id == catalog_id))
