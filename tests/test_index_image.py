@@ -463,6 +463,35 @@ def test_postings_survive_merges_and_removals() -> None:
     assert postings.counts(query).tolist() == np.bincount(which, minlength=len(query)).tolist()
 
 
+@pytest.mark.parametrize(("payload_dtype", "shift"), [(np.uint8, 0), (np.uint64, 8)])
+def test_a_merge_is_the_stable_sort_of_its_runs(payload_dtype: type, shift: int) -> None:
+    """A merge (a linear scatter of sorted runs) gives exactly what the stable sort of the runs' live
+    postings by key gives, CSR runs and small sorted-key runs alike, owner bits below the slot kept."""
+    rng = np.random.default_rng(5)
+    n_keys, n_slots = 300, 64
+    postings = Postings(n_keys, payload_dtype, slot_shift=shift)
+    everyone = np.ones(n_slots, bool)
+    runs = []
+    for size in (5000, 120, 0, 700, 40):  # larger than the key space: CSR; smaller: sorted keys
+        slots = rng.integers(0, n_slots, size) << shift | rng.integers(0, 1 << shift, size)
+        payload = rng.integers(0, np.iinfo(payload_dtype).max, size, dtype=np.uint64, endpoint=True)
+        runs.append(postings._make_run(rng.integers(0, n_keys, size), slots.astype(np.uint32),
+                                       payload.astype(payload_dtype), everyone))
+    assert {r.offsets is None for r in runs} == {True, False}
+    for alive in (everyone, rng.random(n_slots) > 0.3, np.zeros(n_slots, bool)):
+        merged = postings._merge(runs, alive)
+        keys = np.concatenate([np.repeat(np.arange(n_keys), np.diff(r.bounds(n_keys))) for r in runs])
+        slots = np.concatenate([r.slots for r in runs])
+        payload = np.concatenate([r.payload for r in runs])
+        keep = alive[slots >> shift]
+        order = np.argsort(keys[keep], kind="stable")
+        assert merged.slots.dtype == np.uint32 and merged.payload.dtype == payload_dtype
+        assert merged.slots.tolist() == slots[keep][order].tolist()
+        assert merged.payload.tolist() == payload[keep][order].tolist()
+        assert np.diff(merged.bounds(n_keys)).tolist() == np.bincount(keys[keep], minlength=n_keys).tolist()
+        assert (merged.offsets is not None) == (keep.sum() > n_keys)
+
+
 def _features(desc: np.ndarray, angle: np.ndarray | int = 0, octave: np.ndarray | int = 0) -> Features:
     points = np.zeros(len(desc), KEYPOINT_DTYPE)
     points["desc"], points["angle"], points["octave"] = desc, angle, octave

@@ -9,8 +9,8 @@ they would take tens of GB, as numpy arrays 4 bytes per slot plus the payload.
 Layout: a log-structured merge of sorted **runs** (the usual way to make a static inverted file
 incremental). New postings go to a small unsorted buffer; past ``BUFFER_POSTINGS`` it is sorted into a
 run, and runs are merged while the newest is at least half the size of the one before (a binary
-counter), so each posting is re-sorted O(log n) times over the index's life and a lookup visits
-O(log n) runs. A run larger than the key space is stored as CSR (``offsets[key] .. offsets[key + 1]``,
+counter), so each posting is copied O(log n) times over the index's life (a merge of sorted runs is a
+linear scatter, not a sort) and a lookup visits O(log n) runs. A run larger than the key space is stored as CSR (``offsets[key] .. offsets[key + 1]``,
 4 bytes per posting for the slot); a smaller one as sorted keys (4 more bytes per posting, found with
 ``searchsorted``). The buffer is sorted once after a change when it is searched (it holds at most ``BUFFER_POSTINGS``).
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 BUFFER_POSTINGS = 1 << 14
@@ -52,11 +53,12 @@ class _Run:
         q = q.astype(self.keys.dtype)  # int64 queries would make numpy cast every key, at each call
         return np.searchsorted(self.keys, q, "left"), np.searchsorted(self.keys, q, "right")
 
-    def all_keys(self) -> np.ndarray:
-        if self.keys is not None:
-            return self.keys
-        assert self.offsets is not None
-        return np.repeat(np.arange(len(self.offsets) - 1, dtype=np.uint32), np.diff(self.offsets))
+    def bounds(self, n_keys: int) -> np.ndarray:
+        """Where each key's postings start, and the end: key ``k``'s are ``[bounds[k], bounds[k + 1])``."""
+        if self.offsets is not None:
+            return self.offsets
+        assert self.keys is not None
+        return np.searchsorted(self.keys.astype(np.int64), np.arange(n_keys + 1, dtype=np.int64))
 
 
 class Postings:
@@ -156,10 +158,26 @@ class Postings:
             self._runs[-1] = self._merge([self._runs[-1], last], alive)
 
     def _merge(self, runs: list[_Run], alive: np.ndarray) -> _Run:
-        keys = np.concatenate([r.all_keys() for r in runs])
-        slots = np.concatenate([r.slots for r in runs])
-        payload = np.concatenate([r.payload for r in runs])
-        return self._make_run(keys, slots, payload, alive)
+        """The runs as one, without their dead slots' postings: per key, each run's postings in run order
+        (what a stable sort of their concatenation by key gives). Runs are sorted already, so this is a
+        linear scatter (``_scatter``), not a sort: at 10^6 items a merge of ~2.5 x 10^8 postings had the
+        stable argsort hold an 8-byte order and 8-byte keys per posting besides the copies."""
+        n = self.n_keys
+        bounds = np.stack([r.bounds(n) for r in runs])
+        live = np.zeros(n, np.int64)
+        for run, run_bounds in zip(runs, bounds, strict=True):
+            _count_live(run_bounds, run.slots, alive, self.slot_shift, live)
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(live, out=offsets[1:])
+        del live
+        slots = np.empty(int(offsets[-1]), np.uint32)
+        payload = np.empty(int(offsets[-1]), self._dtype)
+        cursor = offsets[:-1].copy()
+        for run, run_bounds in zip(runs, bounds, strict=True):
+            _scatter(run_bounds, run.slots, run.payload, alive, self.slot_shift, cursor, slots, payload)
+        if len(slots) > n:
+            return _Run(slots, payload, offsets=offsets)
+        return _Run(slots, payload, keys=np.repeat(np.arange(n, dtype=np.uint32), np.diff(offsets)))
 
     def _make_run(self, keys: np.ndarray, slots: np.ndarray, payload: np.ndarray, alive: np.ndarray) -> _Run:
         # One array at a time, so that a merge of 10^8 postings holds at most one extra copy of each.
@@ -179,6 +197,31 @@ class Postings:
             np.cumsum(np.bincount(keys, minlength=self.n_keys), out=offsets[1:])
             return _Run(slots, payload, offsets=offsets)
         return _Run(slots, payload, keys=keys.astype(np.uint32))
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_live(bounds: np.ndarray, slots: np.ndarray, alive: np.ndarray, shift: int, counts: np.ndarray) -> None:
+    """Add one run's postings of live slots to ``counts``, per key (key ``k``'s postings are
+    ``slots[bounds[k]:bounds[k + 1]]``)."""
+    for k in range(len(bounds) - 1):
+        for i in range(bounds[k], bounds[k + 1]):
+            counts[k] += alive[slots[i] >> shift]
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter(
+    bounds: np.ndarray, slots: np.ndarray, payload: np.ndarray, alive: np.ndarray, shift: int,
+    cursor: np.ndarray, out_slots: np.ndarray, out_payload: np.ndarray,
+) -> None:
+    """Copy one run's live postings to their keys' next places in the merged run (``cursor``, advanced)."""
+    for k in range(len(bounds) - 1):
+        at = cursor[k]
+        for i in range(bounds[k], bounds[k + 1]):
+            if alive[slots[i] >> shift]:
+                out_slots[at] = slots[i]
+                out_payload[at] = payload[i]
+                at += 1
+        cursor[k] = at
 
 
 def _gather(

@@ -132,7 +132,7 @@ class CatalogIndex:
         }
         t0 = time.perf_counter()
         state = snapshot.load(self._snapshot_path(), self._header)
-        if state is None:
+        if not isinstance(state, dict) or state.keys() != {"index", "items", "last_event_id"}:
             return
         self.index, self.items, self.last_event_id = state["index"], state["items"], state["last_event_id"]
         self.restored_event_id = self.saved_event_id = self.last_event_id
