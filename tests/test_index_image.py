@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import cv2
+import faiss
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ from shared.index import image_postings, make_index
 from shared.index.image import NEAR_BITS, ImageIndex
 from shared.index.image_hashes import TABLES
 from shared.index.image_postings import BUFFER_POSTINGS, Postings
+from shared.index.image_vocab import CELLS, CENTROIDS
 from shared.index.image_words import MAX_SLOTS, WordStage, codes_of, geometry_of, words_of
 from shared.index.replica import CatalogIndex, verify_tiers
 from shared.kinds import fingerprint_version, get_kind
@@ -490,6 +492,28 @@ def test_a_merge_is_the_stable_sort_of_its_runs(payload_dtype: type, shift: int)
         assert merged.payload.tolist() == payload[keep][order].tolist()
         assert np.diff(merged.bounds(n_keys)).tolist() == np.bincount(keys[keep], minlength=n_keys).tolist()
         assert (merged.offsets is not None) == (keep.sum() > n_keys)
+
+
+def test_words_are_the_nearest_cells_in_the_exhaustive_search_order() -> None:
+    """Each half's cells are its nearest centroids, nearest first and ties to the lower cell: the order
+    of FAISS's exhaustive binary search, which the table kernel replaced. Halves equal to a centroid, or a
+    bit or two from one, make ties."""
+    rng = np.random.default_rng(11)
+    centroids = CENTROIDS[0]
+    near = centroids[rng.integers(0, CELLS, 3000)].copy()
+    flips = rng.integers(0, 64, (3000, 2))
+    for row, (i, j) in enumerate(flips.tolist()):
+        near[row, i // 8] ^= 1 << (i % 8)
+        if row % 2:
+            near[row, j // 8] ^= 1 << (j % 8)
+    halves = np.concatenate([near, rng.integers(0, 256, (3000, 8), dtype=np.uint8)])
+    flat = faiss.IndexBinaryFlat(64)
+    flat.add(np.ascontiguousarray(centroids))
+    for per_half in (1, 2, 3):
+        _, cells = flat.search(halves, per_half)
+        desc = np.concatenate([halves, halves[::-1]], axis=1)  # (n, 16): the two halves of a descriptor
+        a, b = cells, cells[::-1]
+        assert words_of(desc, per_half).tolist() == (a[:, :, None] * CELLS + b[:, None, :]).reshape(len(desc), -1).tolist()
 
 
 def _features(desc: np.ndarray, angle: np.ndarray | int = 0, octave: np.ndarray | int = 0) -> Features:

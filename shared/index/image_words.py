@@ -1,7 +1,7 @@
 """The approximate stage of the image index: visual-word votes that find crops, canvases and mirrors.
 
 Role: propose the few items whose ORB keypoints (``shared/kinds/image/features.py``) the query shares,
-for the local stage of the compare to verify. Numpy, FAISS (the quantiser) and one numba kernel (the scan).
+for the local stage of the compare to verify. Numpy and numba kernels (the quantiser and the scan).
 
 Design, and why:
 
@@ -10,7 +10,8 @@ Design, and why:
   512 x 512 = 262,144 words (an inverted multi-index, Babenko & Lempitsky, CVPR 2012). Since fingerprint
   v5 both halves are the leading 64 bits of an ORB descriptor (of the image, then of its mirror:
   ``features.py``), so both are quantised with the codebook trained on those bits (``CENTROIDS[0]``; the
-  second codebook is unused). Assignment is one FAISS ``IndexBinaryFlat`` search over 512 codes; a large
+  second codebook is unused). Assignment is an exhaustive search of the 512 centroids (``_nearest_cells``,
+  by byte tables; FAISS's ``IndexBinaryFlat`` until 2026-11-27 23:50, with the same cells); a large
   vocabulary keeps each posting list short (about 1,000 postings per word at 10^6 items x 256 keypoints). A query
   descriptor looks in its ``query_cells_per_half`` nearest cells per half (2: 4 words). The cells are
   small for ORB's noise: of the compare's ratio-test matches on real crops and screenshots, 21% share the
@@ -58,7 +59,6 @@ check, is missed. Its recall per transform family is measured in ``bench/catalog
 
 from __future__ import annotations
 
-import faiss
 import numba
 import numpy as np
 
@@ -85,14 +85,44 @@ OCTAVES = 8
 ANGLE_WINDOW, OCTAVE_WINDOW = 2, 3
 
 
-def _quantizer() -> faiss.IndexBinaryFlat:
+def _cell_table() -> np.ndarray:
+    """(8, 256, CELLS) uint8: entry ``[i, v, c]`` is how many bits byte value ``v`` differs from byte ``i``
+    of cell ``c``'s centroid. A code's distance to every centroid is then 8 table rows added together."""
     # Both halves are leading-64-bit ORB descriptors (of the image and of its mirror): one codebook.
-    q = faiss.IndexBinaryFlat(64)
-    q.add(np.ascontiguousarray(CENTROIDS[0]))
-    return q
+    bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint8)
+    centroids = CENTROIDS[0]
+    return np.ascontiguousarray(np.stack([bits[np.arange(256)[:, None] ^ centroids[None, :, i]] for i in range(8)]))
 
 
-_QUANTIZER = _quantizer()
+_CELL_TABLE = _cell_table()
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_cells(halves: np.ndarray, table: np.ndarray, k: int) -> np.ndarray:
+    """Per row of ``halves`` ((n, 8) uint8), its ``k`` nearest cells by Hamming distance, nearest first,
+    ties to the lower cell (what FAISS's ``IndexBinaryFlat`` search gave, on 1.5 million real codes). The
+    distances to all cells are table rows added as bytes, which the compiler vectorises: ~4x faster than
+    that search, which took a fifth of a 10^6-item build."""
+    cells = table.shape[2]
+    out = np.empty((len(halves), k), np.int64)
+    dist = np.empty(cells, np.uint8)
+    for n in range(len(halves)):
+        h = halves[n]
+        t0, t1, t2, t3 = table[0, h[0]], table[1, h[1]], table[2, h[2]], table[3, h[3]]
+        t4, t5, t6, t7 = table[4, h[4]], table[5, h[5]], table[6, h[6]], table[7, h[7]]
+        for c in range(cells):
+            dist[c] = t0[c] + t1[c] + t2[c] + t3[c] + t4[c] + t5[c] + t6[c] + t7[c]
+        level = 255
+        for c in range(cells):
+            level = min(level, dist[c])
+        found = 0
+        while found < k:  # the cells at the nearest distance in cell order, then the next distance ...
+            for c in range(cells):
+                if dist[c] == level and found < k:
+                    out[n, found] = c
+                    found += 1
+            level += 1
+    return out
 
 
 def words_of(descriptors: np.ndarray, per_half: int = 1) -> np.ndarray:
@@ -100,9 +130,9 @@ def words_of(descriptors: np.ndarray, per_half: int = 1) -> np.ndarray:
     d = np.ascontiguousarray(descriptors, np.uint8)
     if len(d) == 0:
         return np.zeros((0, per_half * per_half), np.int64)
-    _, cells = _QUANTIZER.search(np.ascontiguousarray(np.concatenate([d[:, :8], d[:, 8:]])), per_half)
+    cells = _nearest_cells(np.ascontiguousarray(np.concatenate([d[:, :8], d[:, 8:]])), _CELL_TABLE, per_half)
     a, b = cells[: len(d)], cells[len(d) :]
-    return (a[:, :, None].astype(np.int64) * CELLS + b[:, None, :]).reshape(len(d), -1)
+    return (a[:, :, None] * CELLS + b[:, None, :]).reshape(len(d), -1)
 
 
 def codes_of(descriptors: np.ndarray) -> np.ndarray:
