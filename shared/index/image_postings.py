@@ -10,9 +10,9 @@ Layout: a log-structured merge of sorted **runs** (the usual way to make a stati
 incremental). New postings go to a small unsorted buffer; past ``BUFFER_POSTINGS`` it is sorted into a
 run, and runs are merged while the newest is at least half the size of the one before (a binary
 counter), so each posting is copied O(log n) times over the index's life (a merge of sorted runs is a
-linear scatter, not a sort) and a lookup visits O(log n) runs. A run larger than the key space is stored as CSR (``offsets[key] .. offsets[key + 1]``,
-4 bytes per posting for the slot); a smaller one as sorted keys (4 more bytes per posting, found with
-``searchsorted``). The buffer is sorted once after a change when it is searched (it holds at most ``BUFFER_POSTINGS``).
+linear scatter, not a sort) and a lookup visits O(log n) runs. A run larger than the key space is stored
+as CSR (``offsets[key] .. offsets[key + 1]``, 4 bytes per posting for the slot); a smaller one as sorted
+keys (4 more bytes per posting, found with ``searchsorted``). The buffer is sorted once after a change when it is searched (it holds at most ``BUFFER_POSTINGS``).
 
 Removal is the owner's business: it marks slots dead (``alive``), lookups return dead slots too (the
 caller filters them with one gather), and merges purge their postings for good. An owner may keep a few
@@ -180,7 +180,8 @@ class Postings:
         return _Run(slots, payload, keys=np.repeat(np.arange(n, dtype=np.uint32), np.diff(offsets)))
 
     def _make_run(self, keys: np.ndarray, slots: np.ndarray, payload: np.ndarray, alive: np.ndarray) -> _Run:
-        # One array at a time, so that a merge of 10^8 postings holds at most one extra copy of each.
+        # A flushed buffer (one large add can hold millions of postings): sorted one array at a time, so
+        # that it holds at most one extra copy of each.
         keep = alive[slots >> self.slot_shift]
         if not keep.all():
             keys = keys[keep]
