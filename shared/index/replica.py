@@ -214,12 +214,14 @@ class CatalogIndex:
                 "shard": shard}
 
     def snapshot_now(self, store: Store) -> bool:
-        """Refresh, then write the snapshot whatever the changes since the last; whether one was written."""
+        """Refresh, then write the snapshot however few changes came since the last (unless the refresh just
+        wrote it); whether the snapshot now holds the replica's state."""
         self.refresh(store)
         with self._lock:
             if self.snapshots is None or not self._header:
                 return False
-            self._save()
+            if self.saved_event_id != self.last_event_id:
+                self._save()
             return self.saved_event_id == self.last_event_id
 
 
