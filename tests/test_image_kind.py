@@ -820,3 +820,38 @@ def test_golden_fingerprint(base: tuple[Image.Image, ImageFingerprint]) -> None:
     data = base[1].to_bytes()
     assert data[:306].hex() == GOLDEN_PREFIX_HEX
     assert hashlib.sha256(data).hexdigest() == GOLDEN_SHA256
+
+
+def test_a_hypothesis_counts_the_matches_of_its_turn_window_as_all_of_them() -> None:
+    """``_count_agreeing`` tests only the matches turned within its window of the hypothesis's rotation, and
+    counts exactly the matches that agree among all of them: rotations all round (the window wrapping
+    past 0/360), turns stored in any multiple of 360 degrees, matches placed to agree."""
+    from shared.kinds.image import ransac
+
+    rng = np.random.default_rng(21)
+    n = 400
+    min_cos = np.cos(np.radians(ransac.MAX_TURN_GAP_DEG))
+    window = ransac.MAX_TURN_GAP_DEG + ransac._TURN_WINDOW_MARGIN_DEG
+    max_sq = 9.0
+    checked = 0
+    for rotation in np.concatenate([rng.uniform(0, 360, 60), [0.0, 359.99, 29.5, 330.5]]):
+        src = rng.uniform(0, 500, (n, 2))
+        u = np.array([np.cos(np.radians(rotation)), np.sin(np.radians(rotation))])
+        z = 0.8 * u
+        t = rng.uniform(-50, 50, 2)
+        dst = rng.uniform(0, 500, (n, 2))
+        near = rng.random(n) < 0.5  # half land on the hypothesis, within ~3 px
+        dst[near] = np.stack([z[0] * src[near, 0] - z[1] * src[near, 1], z[0] * src[near, 1] + z[1] * src[near, 0]],
+                             axis=1) + t + rng.normal(0, 2.0, (int(near.sum()), 2))
+        turn_deg = rotation + rng.uniform(-40, 40, n) + 360.0 * rng.integers(-1, 2, n)
+        unit = np.stack([np.cos(np.radians(turn_deg)), np.sin(np.radians(turn_deg))], axis=1)
+        turn_360 = turn_deg % 360.0
+        by_turn = np.argsort(turn_360, kind="stable")
+        got = ransac._count_agreeing(z[0], z[1], t[0], t[1], u[0], u[1], src, dst, unit, by_turn, turn_360[by_turn],
+                                     window, max_sq, min_cos)
+        rx = z[0] * src[:, 0] - z[1] * src[:, 1] + t[0] - dst[:, 0]
+        ry = z[0] * src[:, 1] + z[1] * src[:, 0] + t[1] - dst[:, 1]
+        every = int(((rx * rx + ry * ry <= max_sq) & (unit @ u >= min_cos)).sum())
+        assert got == every
+        checked += every
+    assert checked > 1000
