@@ -59,7 +59,10 @@ stage and up to 64 compares, p50 109 ms, p99 287 ms). The p99 <= 50 ms target is
 results: a new upload's p50 0.60-0.76x of before, on the same box. Since 2026-11-27 22:00 the word postings
 are this project's arrays (12 bytes a posting, FAISS's lists took 16), scanned in the same time. On the
 2026-11-28 box, the 10,000-query backlog (7 in 10 of them new uploads) measured p50 28 ms and p99 118 ms,
-and building 10^6 items peaked at 8.1 GiB RSS (14.6 GiB before merges became a linear scatter).
+and building 10^6 items peaked at 8.1 GiB RSS (14.6 GiB before merges became a linear scatter). Since
+2026-11-28 02:00 an unrelated compare costs ~25% less (``ransac._count_agreeing``), with the same results:
+p50 30.2 -> 28.7 ms and p99 128.9 -> 112.5 ms on one box. A position vote over the word stage's hits was
+tried then and not shipped: it gained no recall at 10^6 (``bench/catalog/image/REPORT.md``).
 
 Memory per item (measured at 10^6): 256 bytes of hashes and 128 of inset hashes, ~818 bytes of hash
 postings (16 substrings of hash 0, up to 112 distinct ones of hashes 1-7 and 16 per informative inset, 5
