@@ -112,10 +112,9 @@ def _best_hypothesis(
     A draw of matches ``(i, j)`` is admissible when they use distinct source and target keypoints, lie at
     least ``_MIN_BASELINE_PX`` apart, and give a similarity ``dst = z * src + t`` (as complex numbers) whose
     scale is within bounds and whose rotation both matches turned by (within ``min_cos``). A match is its
-    inlier when it lands within the reprojection radius and turned by its rotation too. So only the matches
-    whose turn lies within ``window_deg`` (the ``min_cos`` angle, and a margin for rounding) of the
-    rotation are tested: the same count, from about a sixth of the matches on an unrelated pair, whose
-    turns are spread all round."""
+    inlier when it lands within the reprojection radius and turned by its rotation too, so only the matches
+    whose turn lies within ``window_deg`` (the ``min_cos`` angle and a margin for rounding) are tested
+    (``_count_agreeing``)."""
     n = len(src)
     best_count = -1
     best = np.zeros(6)  # z, t, u as (real, imag) pairs
