@@ -16,7 +16,7 @@ from PIL import Image
 
 from shared.errors import DecodeFailed, EmptyMedia, MediaLimitExceeded, UnsupportedMedia
 from shared.kinds import get_kind
-from shared.kinds.image import KIND, ImageFingerprint
+from shared.kinds.image import KIND, ImageFingerprint, ransac
 from shared.kinds.image.features import MAX_KEYPOINTS
 from shared.kinds.image.hashing import DIHEDRALS, dct_block, dihedral_hashes, trim_box
 from shared.kinds.image.photometric import (
@@ -826,8 +826,6 @@ def test_a_hypothesis_counts_the_matches_of_its_turn_window_as_all_of_them() -> 
     """``_count_agreeing`` tests only the matches turned within its window of the hypothesis's rotation, and
     counts exactly the matches that agree among all of them: rotations all round (the window wrapping
     past 0/360), turns stored in any multiple of 360 degrees, matches placed to agree."""
-    from shared.kinds.image import ransac
-
     rng = np.random.default_rng(21)
     n = 400
     min_cos = np.cos(np.radians(ransac.MAX_TURN_GAP_DEG))
