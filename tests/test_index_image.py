@@ -516,6 +516,26 @@ def test_words_are_the_nearest_cells_in_the_exhaustive_search_order() -> None:
         assert words_of(desc, per_half).tolist() == (a[:, :, None] * CELLS + b[:, None, :]).reshape(len(desc), -1).tolist()
 
 
+
+def test_a_far_second_cell_is_not_probed() -> None:
+    """With a cell slack, a descriptor half's second-nearest cell is probed only when it is within that many
+    bits of the nearest, so a descriptor looks in 1, 2 or 4 words (the others are -1, not scanned); a slack
+    of 64 bits probes all 4, as before."""
+    rng = np.random.default_rng(5)
+    desc = rng.integers(0, 256, (2000, 16), dtype=np.uint8)
+    flat = faiss.IndexBinaryFlat(64)
+    flat.add(np.ascontiguousarray(CENTROIDS[0]))
+    bits, cells = flat.search(np.ascontiguousarray(np.concatenate([desc[:, :8], desc[:, 8:]])), 2)
+    assert words_of(desc, 2, 64).tolist() == words_of(desc, 2).tolist()
+    for slack in (0, 2):
+        kept = np.where(bits - bits[:, :1] <= slack, cells, -1)
+        a, b = kept[:2000], kept[2000:]
+        expected = np.where((a[:, :, None] >= 0) & (b[:, None, :] >= 0), a[:, :, None] * CELLS + b[:, None, :], -1)
+        words = words_of(desc, 2, slack)
+        assert words.tolist() == expected.reshape(2000, 4).tolist()
+        assert (words[:, 0] >= 0).all() and 0 < (words < 0).mean() < 0.75
+
+
 def _features(desc: np.ndarray, angle: np.ndarray | int = 0, octave: np.ndarray | int = 0) -> Features:
     points = np.zeros(len(desc), KEYPOINT_DTYPE)
     points["desc"], points["angle"], points["octave"] = desc, angle, octave
@@ -543,10 +563,12 @@ def test_geometrically_consistent_votes_rank_first() -> None:
     assert slots.tolist() == [1, 2] and votes.tolist() == [6, 9]
 
 
-def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
     """The word stage's compiled scan returns exactly the brute-force set of hits: for each query row, every
     live posting under one of its words whose 64-bit code is within ``code_max_bits``. The postings lie in
-    a CSR run (after a purge), smaller sorted runs and the unsorted buffer, with removed items among them."""
+    a CSR run (after a purge), smaller sorted runs and the unsorted buffer, with removed items among them;
+    the lists split over several threads give the same hits."""
     monkeypatch.setattr(image_postings, "BUFFER_POSTINGS", 4000)
     rng = np.random.default_rng(3)
     n_items, per = 7000, 40
@@ -560,7 +582,7 @@ def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: 
         desc[i, i % per] = d
     angle, octave = rng.integers(0, 128, (n_items, per)), rng.integers(0, 8, (n_items, per))
     features = [_features(desc[i], angle[i], octave[i]) for i in range(n_items)]
-    stage = WordStage(per, code_max_bits=10, min_votes=1, query_cells_per_half=2)
+    stage = WordStage(per, code_max_bits=10, min_votes=1, query_cells_per_half=2, threads=threads)
     alive = np.ones(n_items, bool)
     stage.add_many(np.arange(6800), features[:6800], alive)
     alive[rng.choice(6800, 20, replace=False)] = False

@@ -112,6 +112,8 @@ class ImageIndex:
             s.image_local_min_votes,
             s.image_query_cells_per_half,
             s.image_stop_word_factor,
+            s.image_query_cell_slack_bits,
+            s.search_threads,
         )
         self._slot_of: dict[int, int] = {}
         self._keys = np.zeros(1024, np.int64)

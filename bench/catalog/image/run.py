@@ -19,6 +19,10 @@ pairwise ``compare`` of ``--brute-queries`` queries against every real catalog i
 ``--brute-distractors`` distractors, timed per compare and extrapolated to 10^6 items; its matches are
 checked against every candidate the index proposed (all tiers), and its top 10 against the search's.
 
+Each ``--also SETTING=VALUE`` searches the backlog once more, on the same index, with that index setting
+(``Settings.index``: e.g. ``search_threads=2``, ``image_query_cell_slack_bits=64``): its latency, and how
+many queries got the same top 10 as the first pass.
+
     nice -n 10 .venv/bin/python -m bench.catalog.image.run --items 1000000
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import random
@@ -104,6 +109,8 @@ def main() -> None:
     ap.add_argument("--exact-queries", type=int, default=100)
     ap.add_argument("--brute-queries", type=int, default=10)
     ap.add_argument("--brute-distractors", type=int, default=500)
+    ap.add_argument("--also", action="append", default=[], metavar="SETTING=VALUE",
+                    help="search the backlog again with this index setting (repeatable), e.g. search_threads=2")
     ap.add_argument("--out", default=str(OUT / "results.json"))
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
@@ -163,87 +170,110 @@ def main() -> None:
         backlog.append((f"upload-{i}", backlog_gen.make(i), None, None))
     backlog = backlog[: args.backlog]
 
-    lat: dict[str, list[float]] = {"index": [], "load": [], "verify": [], "total": []}
-    # Total ms by kind of query: copies settled by the exact head, the other copies, new uploads.
-    by_group: dict[str, list[float]] = collections.defaultdict(list)
-    candidates_n: list[int] = []
-    full_n: list[int] = []
-    settled = 0  # queries whose exact head settled the top 10 (the local stage did not run)
-    counting = CountingKind()
-    per_family: dict[str, dict[str, int]] = collections.defaultdict(lambda: collections.Counter())
-    false_top: int = 0
-    missed_queries: list[dict[str, Any]] = []  # pairwise matches that neither the top 10 nor crowding explain
-    loaded: list[int] = []  # the candidates one query compared, and the seconds spent loading them
-    load_s = [0.0]
+    def query_settings(settings: Settings) -> None:
+        """The index settings that act at query time only, applied to the built index."""
+        index.words.threads = settings.index.search_threads
+        index.words.slack_bits = settings.index.image_query_cell_slack_bits
 
-    def load(keys: list[int]) -> list[tuple[ItemRecord, ImageFingerprint]]:
-        t0 = time.perf_counter()
-        pairs = [(record(k, name_of(k)), fingerprint_of(k)) for k in keys]
-        loaded.extend(keys)
-        load_s[0] += time.perf_counter() - t0
-        return pairs
+    def search_backlog(settings: Settings) -> tuple[dict[str, Any], list[list[int]]]:
+        """Every backlog query's top-10 search: the statistics, and each query's top 10 (keys)."""
+        query_settings(settings)
+        lat: dict[str, list[float]] = {"index": [], "load": [], "verify": [], "total": []}
+        # Total ms by kind of query: copies settled by the exact head, the other copies, new uploads.
+        by_group: dict[str, list[float]] = collections.defaultdict(list)
+        candidates_n: list[int] = []
+        full_n: list[int] = []
+        settled = 0  # queries whose exact head settled the top 10 (the local stage did not run)
+        counting = CountingKind()
+        per_family: dict[str, dict[str, int]] = collections.defaultdict(lambda: collections.Counter())
+        false_top: int = 0
+        missed_queries: list[dict[str, Any]] = []  # pairwise matches that neither the top 10 nor crowding explain
+        loaded: list[int] = []  # the candidates one query compared, and the seconds spent loading them
+        load_s = [0.0]
 
-    u0 = uptime()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for name, q, truth, tag in backlog:
-        t_a = time.perf_counter()
-        tiers = candidate_tiers(index, q, max(TOP_K * 20, settings.index.min_candidates))
-        t_b = time.perf_counter()
-        loaded.clear()
-        load_s[0] = 0.0
-        counting.full_compares = 0
-        hits = verify_tiers(counting, q, tiers, load, settings, TOP_K, settings.image.match_threshold)  # type: ignore[arg-type]
-        t_d = time.perf_counter()
-        keys = list(loaded)
-        # The local stage runs inside verify_tiers, and only when the exact head does not settle the top 10.
-        index_s = t_b - t_a + tiers.lazy_seconds
-        for part, v in (("index", index_s), ("load", load_s[0]), ("verify", t_d - t_a - index_s - load_s[0]),
-                        ("total", t_d - t_a)):
-            lat[part].append(1000 * v)
-        group = "new_upload" if truth is None else "settled" if tiers.settled else "unsettled"
-        by_group[group].append(1000 * (t_d - t_a))
-        candidates_n.append(len(keys))
-        settled += tiers.settled
-        full_n.append(counting.full_compares)
-        matched = [h.item.pk for h in hits if h.match.similarity_score >= settings.image.match_threshold]
-        if truth is None:
-            false_top += bool(matched)
-            continue
-        assert tag is not None
-        fam = per_family[transforms.family(tag)]
-        fam["n"] += 1
-        fam["recall_at_10"] += truth in matched
-        fam["candidate"] += truth in keys
-        pair = KIND.compare(q, real[catalog_names[truth]], settings)
-        fam["pairwise"] += pair.similarity_score >= settings.image.match_threshold
-        fam["pairwise_and_found"] += pair.similarity_score >= settings.image.match_threshold and truth in matched
-        # Crowded out: ten matched hits that rank before the original (other copies of the same photo among
-        # the seed-1 variants); brute force's top 10 would leave the original out too.
-        mine = rank_key(pair.similarity_score, catalog_names[truth])
-        crowded = truth not in matched and len(matched) == TOP_K and all(
-            rank_key(h.match.similarity_score, h.item.external_id) < mine for h in hits)
-        found = truth in matched or (crowded and pair.similarity_score >= settings.image.match_threshold)
-        fam["recall_at_10_or_crowded"] += found
-        if not found and pair.similarity_score >= settings.image.match_threshold:
-            missed_queries.append({"query": name, "tag": tag, "candidate": truth in keys, "compared": len(keys),
-                                   "pairwise_score": round(pair.similarity_score, 3), "method": pair.details["method"]})
-    wall_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
-    res["search"] = {
-        "queries": len(backlog), "uptime_before": u0, "uptime_after": uptime(),
-        "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1),
-        "latency_ms": {part: {"p50": round(pct(v, 50), 2), "p90": round(pct(v, 90), 2), "p99": round(pct(v, 99), 2),
-                              "mean": round(float(np.mean(v)), 2)} for part, v in lat.items()},
-        "candidates": {"p50": pct(candidates_n, 50), "p99": pct(candidates_n, 99), "max": max(candidates_n)},
-        "full_compares": {"p50": pct(full_n, 50), "p99": pct(full_n, 99), "max": max(full_n)},
-        "settled_by_exact_head": settled,
-        "total_ms_by_query_kind": {g: {"queries": len(v), "p50": round(pct(v, 50), 2), "p90": round(pct(v, 90), 2),
-                                       "p99": round(pct(v, 99), 2)} for g, v in sorted(by_group.items())},
-        "new_uploads_with_a_match": false_top,
-        "per_family": {f: dict(c) for f, c in per_family.items()},
-        "missed": missed_queries,
-    }
+        def load(keys: list[int]) -> list[tuple[ItemRecord, ImageFingerprint]]:
+            t0 = time.perf_counter()
+            pairs = [(record(k, name_of(k)), fingerprint_of(k)) for k in keys]
+            loaded.extend(keys)
+            load_s[0] += time.perf_counter() - t0
+            return pairs
+
+        u0 = uptime()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        tops: list[list[int]] = []
+        for name, q, truth, tag in backlog:
+            t_a = time.perf_counter()
+            tiers = candidate_tiers(index, q, max(TOP_K * 20, settings.index.min_candidates))
+            t_b = time.perf_counter()
+            loaded.clear()
+            load_s[0] = 0.0
+            counting.full_compares = 0
+            hits = verify_tiers(counting, q, tiers, load, settings, TOP_K, settings.image.match_threshold)  # type: ignore[arg-type]
+            t_d = time.perf_counter()
+            keys = list(loaded)
+            # The local stage runs inside verify_tiers, and only when the exact head does not settle the top 10.
+            index_s = t_b - t_a + tiers.lazy_seconds
+            for part, v in (("index", index_s), ("load", load_s[0]), ("verify", t_d - t_a - index_s - load_s[0]),
+                            ("total", t_d - t_a)):
+                lat[part].append(1000 * v)
+            group = "new_upload" if truth is None else "settled" if tiers.settled else "unsettled"
+            by_group[group].append(1000 * (t_d - t_a))
+            candidates_n.append(len(keys))
+            settled += tiers.settled
+            full_n.append(counting.full_compares)
+            matched = [h.item.pk for h in hits if h.match.similarity_score >= settings.image.match_threshold]
+            tops.append([h.item.pk for h in hits])
+            if truth is None:
+                false_top += bool(matched)
+                continue
+            assert tag is not None
+            fam = per_family[transforms.family(tag)]
+            fam["n"] += 1
+            fam["recall_at_10"] += truth in matched
+            fam["candidate"] += truth in keys
+            pair = KIND.compare(q, real[catalog_names[truth]], settings)
+            fam["pairwise"] += pair.similarity_score >= settings.image.match_threshold
+            fam["pairwise_and_found"] += pair.similarity_score >= settings.image.match_threshold and truth in matched
+            # Crowded out: ten matched hits that rank before the original (other copies of the same photo among
+            # the seed-1 variants); brute force's top 10 would leave the original out too.
+            mine = rank_key(pair.similarity_score, catalog_names[truth])
+            crowded = truth not in matched and len(matched) == TOP_K and all(
+                rank_key(h.match.similarity_score, h.item.external_id) < mine for h in hits)
+            found = truth in matched or (crowded and pair.similarity_score >= settings.image.match_threshold)
+            fam["recall_at_10_or_crowded"] += found
+            if not found and pair.similarity_score >= settings.image.match_threshold:
+                missed_queries.append({"query": name, "tag": tag, "candidate": truth in keys, "compared": len(keys),
+                                       "pairwise_score": round(pair.similarity_score, 3), "method": pair.details["method"]})
+        wall_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
+        return {
+            "queries": len(backlog), "uptime_before": u0, "uptime_after": uptime(),
+            "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1),
+            "latency_ms": {part: {"p50": round(pct(v, 50), 2), "p90": round(pct(v, 90), 2), "p99": round(pct(v, 99), 2),
+                                  "mean": round(float(np.mean(v)), 2)} for part, v in lat.items()},
+            "candidates": {"p50": pct(candidates_n, 50), "p99": pct(candidates_n, 99), "max": max(candidates_n)},
+            "full_compares": {"p50": pct(full_n, 50), "p99": pct(full_n, 99), "max": max(full_n)},
+            "settled_by_exact_head": settled,
+            "total_ms_by_query_kind": {g: {"queries": len(v), "p50": round(pct(v, 50), 2), "p90": round(pct(v, 90), 2),
+                                           "p99": round(pct(v, 99), 2)} for g, v in sorted(by_group.items())},
+            "new_uploads_with_a_match": false_top,
+            "per_family": {f: dict(c) for f, c in per_family.items()},
+            "missed": missed_queries,
+        }, tops
+
+    res["search"], tops = search_backlog(settings)
     print(json.dumps(res["search"]), flush=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
+    for also in args.also:  # the same backlog again, with other index settings, on the same index
+        name, _, value = also.partition("=")
+        typed = type(getattr(settings.index, name))(value)
+        other = dataclasses.replace(settings, index=dataclasses.replace(settings.index, **{name: typed}))
+        stats, tops_other = search_backlog(other)
+        stats["top10_identical_to_the_first_pass"] = sum(a == b for a, b in zip(tops, tops_other, strict=True))
+        res[f"search_with_{name}={value}"] = stats
+        print(also, json.dumps({k: stats[k] for k in ("latency_ms", "total_ms_by_query_kind",
+                                                      "top10_identical_to_the_first_pass")}), flush=True)
+        Path(args.out).write_text(json.dumps(res, indent=1))
+    query_settings(settings)  # back to the first pass's (the checks below search the index)
 
     # -- brute force (1): the exact hash scan over every item -------------------------------------------
     rng = random.Random(5)
@@ -286,7 +316,8 @@ def main() -> None:
     for name, q, _truth, tag in brute_sample:
         tiers = candidate_tiers(index, q, max(TOP_K * 20, settings.index.min_candidates))
         keys = {k for tier in tiers.all() for k in tier}
-        searched = verify_tiers(KIND, q, tiers, load, settings, TOP_K, threshold)
+        searched = verify_tiers(KIND, q, tiers, lambda keys: [(record(k, name_of(k)), fingerprint_of(k)) for k in keys],
+                                settings, TOP_K, threshold)
         top_index = [h.item.pk for h in searched if h.match.similarity_score >= threshold]
         brute: list[tuple[tuple[float, str], int, float]] = []
         for k in list(range(n_real)) + distractor_keys:
