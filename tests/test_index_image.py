@@ -563,12 +563,10 @@ def test_geometrically_consistent_votes_rank_first() -> None:
     assert slots.tolist() == [1, 2] and votes.tolist() == [6, 9]
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: pytest.MonkeyPatch) -> None:
     """The word stage's compiled scan returns exactly the brute-force set of hits: for each query row, every
     live posting under one of its words whose 64-bit code is within ``code_max_bits``. The postings lie in
-    a CSR run (after a purge), smaller sorted runs and the unsorted buffer, with removed items among them;
-    the lists split over several threads give the same hits."""
+    a CSR run (after a purge), smaller sorted runs and the unsorted buffer, with removed items among them."""
     monkeypatch.setattr(image_postings, "BUFFER_POSTINGS", 4000)
     rng = np.random.default_rng(3)
     n_items, per = 7000, 40
@@ -582,7 +580,7 @@ def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: 
         desc[i, i % per] = d
     angle, octave = rng.integers(0, 128, (n_items, per)), rng.integers(0, 8, (n_items, per))
     features = [_features(desc[i], angle[i], octave[i]) for i in range(n_items)]
-    stage = WordStage(per, code_max_bits=10, min_votes=1, query_cells_per_half=2, threads=threads)
+    stage = WordStage(per, code_max_bits=10, min_votes=1, query_cells_per_half=2)
     alive = np.ones(n_items, bool)
     stage.add_many(np.arange(6800), features[:6800], alive)
     alive[rng.choice(6800, 20, replace=False)] = False

@@ -24,7 +24,6 @@ def test_environment_overrides_and_round_trip() -> None:
         {"MEDIAMATCH_AUDIO_MATCH_THRESHOLD": "1.5"},
         {"MEDIAMATCH_FETCH_ALLOW_NETWORKS": "not-a-network"},
         {"MEDIAMATCH_API_REQUIRE_API_KEY": "maybe"},
-        {"MEDIAMATCH_INDEX_SEARCH_THREADS": "0"},
         {"MEDIAMATCH_INDEX_IMAGE_QUERY_CELL_SLACK_BITS": "-1"},
     ],
 )

@@ -62,7 +62,10 @@ are this project's arrays (12 bytes a posting, FAISS's lists took 16), scanned i
 and building 10^6 items peaked at 8.1 GiB RSS (14.6 GiB before merges became a linear scatter). Since
 2026-11-28 02:00 an unrelated compare costs ~25% less (``ransac._count_agreeing``), with the same results:
 p50 30.2 -> 28.7 ms and p99 128.9 -> 112.5 ms on one box. A position vote over the word stage's hits was
-tried then and not shipped: it gained no recall at 10^6 (``bench/catalog/image/REPORT.md``).
+tried then and not shipped: it gained no recall at 10^6 (``bench/catalog/image/REPORT.md``). On
+2026-11-28 05:00, probing a query half's second cell only within 2 bits of its nearest (an option,
+``image_words.py``) took p50 78.2 -> 67.5 ms on one 10^6 index and box, and Recall@10 2,855 -> 2,853: not
+the default.
 
 Memory per item (measured at 10^6): 256 bytes of hashes and 128 of inset hashes, ~818 bytes of hash
 postings (16 substrings of hash 0, up to 112 distinct ones of hashes 1-7 and 16 per informative inset, 5
@@ -113,7 +116,6 @@ class ImageIndex:
             s.image_query_cells_per_half,
             s.image_stop_word_factor,
             s.image_query_cell_slack_bits,
-            s.search_threads,
         )
         self._slot_of: dict[int, int] = {}
         self._keys = np.zeros(1024, np.int64)

@@ -15,7 +15,12 @@ Design, and why:
   vocabulary keeps each posting list short (about 1,000 postings per word at 10^6 items x 256 keypoints). A query
   descriptor looks in its ``query_cells_per_half`` nearest cells per half (2: 4 words). The cells are
   small for ORB's noise: of the compare's ratio-test matches on real crops and screenshots, 21% share the
-  item's word with 1 cell per half, 34% with 2, 43% with 3, 50% with 4 (5,279 matches, 60 pairs).
+  item's word with 1 cell per half, 34% with 2, 43% with 3, 50% with 4 (5,279 matches, 60 pairs). With
+  ``slack_bits`` below 64 (``index.image_query_cell_slack_bits``), a half's second cell is probed only when
+  it is within that many bits of the nearest (a descriptor near a cell's border): slack 2 scans ~20% fewer
+  postings. On the tuning side (``bench/catalog/image/cell_slack.py``) it found 2,881 against 2,878; at 10^6
+  (one index, both settings) the search's p50 fell 14%, but Recall@10 went 2,855 -> 2,853 of 2,903 and a
+  generated crop no longer found its screenshot in ``tests/test_index_image.py``; the default probes all 4.
 * **Hamming embedding** (Jegou, Douze & Schmid, ECCV 2008). A word is coarse: two descriptors in one
   cell can still be 50 bits apart. Each posting keeps 64 bits of its descriptor (bytes 0-3 and 8-11), and
   a query descriptor counts only postings within ``code_max_bits`` (10) of its own 64 bits: the compare's
@@ -65,7 +70,6 @@ import numpy as np
 from shared.index.image_postings import Postings, run_starts
 from shared.index.image_vocab import CELLS, CENTROIDS
 from shared.index.popcount import popcount64
-from shared.index.threads import run_all, split_even
 from shared.kinds.image.features import ANGLE_STEPS, Features
 
 N_WORDS = CELLS * CELLS
@@ -163,7 +167,7 @@ class WordStage:
 
     def __init__(
         self, keypoints: int, code_max_bits: int, min_votes: int, query_cells_per_half: int, stop_factor: float = 0.0,
-        slack_bits: int = 64, threads: int = 1,
+        slack_bits: int = 64,
     ) -> None:
         self.keypoints = keypoints
         self.stop_factor = stop_factor
@@ -171,7 +175,6 @@ class WordStage:
         self.min_votes = min_votes
         self.per_half = query_cells_per_half
         self.slack_bits = slack_bits
-        self.threads = threads  # the scan's lists are split over this many threads (``threads.py``)
         # The inverted file: one list per word, each posting a label (slot and geometry) and a code.
         self._lists = Postings(N_WORDS, np.uint64, slot_shift=GEOMETRY_BITS)
         self._counts = np.zeros(N_WORDS, np.int64)  # postings per word, dead ones included
@@ -256,10 +259,8 @@ class WordStage:
         live = words >= 0
         row_of = np.repeat(np.arange(len(desc), dtype=np.int64), words.shape[1])[live.ravel()]
         codes = codes_of(desc).view(np.uint64).ravel()
-        calls = [(starts[part], ends[part], labels, codes_in, row_of[part], codes, alive, self.code_max_bits)
-                 for starts, ends, labels, codes_in in self._lists.sources(words[live])
-                 for part in split_even(ends - starts, self.threads)]
-        found = run_all(_scan, calls, self.threads)
+        found = [_scan(starts, ends, labels, codes_in, row_of, codes, alive, self.code_max_bits)
+                 for starts, ends, labels, codes_in in self._lists.sources(words[live])]
         if not found:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])

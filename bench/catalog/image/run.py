@@ -20,7 +20,7 @@ pairwise ``compare`` of ``--brute-queries`` queries against every real catalog i
 checked against every candidate the index proposed (all tiers), and its top 10 against the search's.
 
 Each ``--also SETTING=VALUE`` searches the backlog once more, on the same index, with that index setting
-(``Settings.index``: e.g. ``search_threads=2``, ``image_query_cell_slack_bits=64``): its latency, and how
+(``Settings.index``: e.g. ``image_query_cell_slack_bits=64``): its latency, and how
 many queries got the same top 10 as the first pass.
 
     nice -n 10 .venv/bin/python -m bench.catalog.image.run --items 1000000
@@ -110,12 +110,13 @@ def main() -> None:
     ap.add_argument("--brute-queries", type=int, default=10)
     ap.add_argument("--brute-distractors", type=int, default=500)
     ap.add_argument("--also", action="append", default=[], metavar="SETTING=VALUE",
-                    help="search the backlog again with this index setting (repeatable), e.g. search_threads=2")
+                    help="search the backlog again with this index setting (repeatable)")
     ap.add_argument("--out", default=str(OUT / "results.json"))
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
     settings = Settings.from_env()  # MEDIAMATCH_INDEX_IMAGE_* variables try other index settings
-    res: dict[str, Any] = {"args": vars(args), "uptime_before": uptime(), "cpus": os.cpu_count()}
+    res: dict[str, Any] = {"args": vars(args), "index_settings": dataclasses.asdict(settings.index),
+                           "uptime_before": uptime(), "cpus": os.cpu_count()}
     print(res["uptime_before"], flush=True)
 
     real = {k: ImageFingerprint.from_bytes(v) for k, v in load_real().items()}
@@ -172,7 +173,6 @@ def main() -> None:
 
     def query_settings(settings: Settings) -> None:
         """The index settings that act at query time only, applied to the built index."""
-        index.words.threads = settings.index.search_threads
         index.words.slack_bits = settings.index.image_query_cell_slack_bits
 
     def search_backlog(settings: Settings) -> tuple[dict[str, Any], list[list[int]]]:
