@@ -516,7 +516,6 @@ def test_words_are_the_nearest_cells_in_the_exhaustive_search_order() -> None:
         assert words_of(desc, per_half).tolist() == (a[:, :, None] * CELLS + b[:, None, :]).reshape(len(desc), -1).tolist()
 
 
-
 def test_a_far_second_cell_is_not_probed() -> None:
     """With a cell slack, a descriptor half's second-nearest cell is probed only when it is within that many
     bits of the nearest, so a descriptor looks in 1, 2 or 4 words (the others are -1, not scanned); a slack
