@@ -140,11 +140,11 @@ def words_of(descriptors: np.ndarray, per_half: int = 1, slack_bits: int = 64) -
     if len(d) == 0:
         return np.zeros((0, per_half * per_half), np.int64)
     cells, bits = _nearest_cells(np.ascontiguousarray(np.concatenate([d[:, :8], d[:, 8:]])), _CELL_TABLE, per_half)
-    if slack_bits < 64:
-        cells = np.where(bits - bits[:, :1] <= slack_bits, cells, -1)
     a, b = cells[: len(d)], cells[len(d) :]
     words = a[:, :, None] * CELLS + b[:, None, :]
-    words[(a < 0)[:, :, None] | (b < 0)[:, None, :]] = -1
+    if slack_bits < 64:
+        far = bits - bits[:, :1] > slack_bits
+        words[far[: len(d), :, None] | far[len(d) :, None, :]] = -1
     return words.reshape(len(d), -1)
 
 
