@@ -240,17 +240,22 @@ class WordStage:
         # Query keypoint i is row i (plain) and n + i (mirror).
         desc = np.concatenate([query.descriptors(), query.descriptors(mirror=True)])
         geo = np.concatenate([geometry_of(query), geometry_of(query, mirror=True)])
+        labels, row = self.hits(desc, self.query_words(desc), alive)
+        # An item's votes never exceed its hits: items with fewer than ``min_votes`` hits (most chance hits
+        # in a large catalog) are dropped before the ranking's sort (the same result, a smaller sort).
+        ok = _hit_enough(labels, self.min_votes, np.zeros(len(alive), np.uint8))  # (``hits`` are live)
+        return self._rank(labels[ok], row[ok], geo, n, limit)
+
+    def query_words(self, desc: np.ndarray) -> np.ndarray:
+        """The words query descriptors ``desc`` look in (``words_of`` with this stage's cells and slack), stop
+        words as -1 (not scanned)."""
         words = words_of(desc, self.per_half, self.slack_bits)
         if self.stop_factor > 0:
             # Stop words (Sivic & Zisserman, "Video Google", ICCV 2003): the most frequent words match
             # everything, carry no evidence and are the longest lists to scan.
             most = max(STOP_MIN_POSTINGS, self.stop_factor * len(self) / N_WORDS)
-            words[self._counts[words] > most] = -1
-        labels, row = self.hits(desc, words, alive)
-        # An item's votes never exceed its hits: items with fewer than ``min_votes`` hits (most chance hits
-        # in a large catalog) are dropped before the ranking's sort (the same result, a smaller sort).
-        ok = _hit_enough(labels, self.min_votes, np.zeros(len(alive), np.uint8))  # (``hits`` are live)
-        return self._rank(labels[ok], row[ok], geo, n, limit)
+            words[(words >= 0) & (self._counts[np.maximum(words, 0)] > most)] = -1
+        return words
 
     def hits(self, desc: np.ndarray, words: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The Hamming-embedding check: query row ``r`` (descriptor ``desc[r]``) hits each live posting

@@ -20,7 +20,6 @@ import numpy as np
 
 from bench.catalog.image.tuning import tuning_run
 from bench.image import dataset, transforms
-from shared.index.image_words import N_WORDS, STOP_MIN_POSTINGS, words_of
 
 SLACKS = (64, 3, 2, 1, 0)
 
@@ -40,9 +39,7 @@ def main() -> None:
             query, truth = real[p.target], index._slot_of[key_of[p.source]]
             f = query.features
             desc = np.concatenate([f.descriptors(), f.descriptors(mirror=True)])
-            words = words_of(desc, stage.per_half, slack)
-            most = max(STOP_MIN_POSTINGS, stage.stop_factor * len(stage) / N_WORDS)
-            words[(words >= 0) & (stage._counts[np.maximum(words, 0)] > most)] = -1
+            words = stage.query_words(desc)
             scanned.append(int(stage._counts[words[words >= 0]].sum()))
             t0 = time.perf_counter()
             slots, _ = stage.search(f, index._alive[: index._used], 64)

@@ -64,9 +64,7 @@ qs = []
 for kind, q in queries:
     f = q.features
     desc = np.concatenate([f.descriptors(), f.descriptors(mirror=True)])
-    words = W.words_of(desc, st.per_half)
-    most = max(W.STOP_MIN_POSTINGS, st.stop_factor * len(st) / W.N_WORDS)
-    words[st._counts[words] > most] = -1
+    words = st.query_words(desc)
     qs.append((kind, desc, words))
 same = 0
 T = {("faiss", "copy"): [], ("faiss", "upload"): [], ("kernel", "copy"): [], ("kernel", "upload"): []}
