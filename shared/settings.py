@@ -316,6 +316,10 @@ class IndexSettings:
     #: against 2,855 of 2,903 and a generated crop no longer found its screenshot in a unit test, so the
     #: default keeps every probe (``bench/catalog/image/REPORT.md``, 2026-11-28 05:00).
     image_query_cell_slack_bits: int = 64
+    #: The word stage ranks its candidates by hits weighted exp(-(d / sigma)^2) by their code distance d
+    #: (Hamming-embedding weighting, Jegou et al.); 0: every hit counts 1. 8 was chosen on the catalog
+    #: benchmark's tuning side (``shared/index/image_words.py``).
+    image_code_weight_sigma_bits: float = 8.0
     image_local_candidates: int = 8
     image_local_candidates_max: int = 64
     #: Dry tiers (no match) tolerated after a tier that held one before the search stops: a copy ranked one
@@ -441,6 +445,8 @@ class Settings:
             raise InvalidSettings("queue.sync_wait_s must be >= 0")
         if not 0 <= self.index.image_query_cell_slack_bits <= 64:
             raise InvalidSettings("index.image_query_cell_slack_bits must be between 0 and 64")
+        if not 0 <= self.index.image_code_weight_sigma_bits <= 64:
+            raise InvalidSettings("index.image_code_weight_sigma_bits must be between 0 and 64")
         if not 1 <= self.index.shards <= 1024:
             raise InvalidSettings("index.shards must be between 1 and 1024")
         if self.index.snapshot_min_changes < 1 or self.index.snapshot_change_fraction < 0:

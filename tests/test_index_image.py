@@ -562,6 +562,34 @@ def test_geometrically_consistent_votes_rank_first() -> None:
     assert slots.tolist() == [1, 2] and votes.tolist() == [6, 9]
 
 
+def test_nearer_hits_rank_first_with_hamming_weighting() -> None:
+    """Hamming weighting: two items share 6 consistent keypoints with the query, one as exact copies, one 7 of
+    the code's 64 bits away (still within its 10). Counted alike, they tie (the lower slot first); weighted
+    by code distance, the exact copy ranks first. Both stay candidates with their 6 votes."""
+    rng = np.random.default_rng(12)
+    query = rng.integers(0, 256, (40, 16), dtype=np.uint8)
+    near, far = rng.integers(0, 256, (40, 16), dtype=np.uint8), rng.integers(0, 256, (40, 16), dtype=np.uint8)
+    near[:6] = query[:6]
+    code_bits = np.array([8 * byte + b for byte in (0, 1, 2, 3, 8, 9, 10, 11) for b in range(8)])
+    for i in range(6):  # 7 code bits flipped, the descriptor kept in its word
+        while True:
+            d = query[i].copy()
+            for bit in rng.choice(code_bits, 7, replace=False):
+                d[bit // 8] ^= 1 << (bit % 8)
+            if words_of(d[None])[0, 0] == words_of(query[i : i + 1])[0, 0]:
+                break
+        far[i] = d
+    order = {}
+    for sigma in (0.0, 8.0):
+        stage = WordStage(40, code_max_bits=10, min_votes=3, query_cells_per_half=1, weight_sigma_bits=sigma)
+        alive = np.ones(3, bool)
+        stage.add_many(np.array([1, 2]), [_features(far), _features(near)], alive)
+        slots, votes = stage.search(_features(query), alive, limit=10)
+        order[sigma] = slots.tolist()
+        assert votes.tolist() == [6, 6]
+    assert order == {0.0: [1, 2], 8.0: [2, 1]}
+
+
 def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: pytest.MonkeyPatch) -> None:
     """The word stage's compiled scan returns exactly the brute-force set of hits: for each query row, every
     live posting under one of its words whose 64-bit code is within ``code_max_bits``. The postings lie in
@@ -589,7 +617,7 @@ def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: 
     alive[rng.choice(n_items, 300, replace=False)] = False
     words = words_of(query, 2)
     words[:, 3] = -1  # a skipped (stop) word
-    labels, rows = stage.hits(query, words, alive)
+    labels, rows, hit_bits = stage.hits(query, words, alive)
     runs = stage._lists._runs
     assert runs[0].offsets is not None and len(runs) > 1 and stage._lists._buffer_count > 0
 
@@ -601,9 +629,9 @@ def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: 
     for r in range(len(query)):
         bits = np.unpackbits(codes ^ codes_of(query[r : r + 1]), axis=1).sum(axis=1)
         for k in np.flatnonzero(live & np.isin(posted, words[r][words[r] >= 0]) & (bits <= 10)):
-            expected.append((int(label[k]), r))
+            expected.append((int(label[k]), r, int(bits[k])))
     assert len(expected) > 300
-    assert sorted(zip(labels.tolist(), rows.tolist(), strict=True)) == sorted(expected)
+    assert sorted(zip(labels.tolist(), rows.tolist(), hit_bits.tolist(), strict=True)) == sorted(expected)
 
 
 def test_word_stage_refuses_slots_its_labels_cannot_hold() -> None:

@@ -25,6 +25,7 @@ def test_environment_overrides_and_round_trip() -> None:
         {"MEDIAMATCH_FETCH_ALLOW_NETWORKS": "not-a-network"},
         {"MEDIAMATCH_API_REQUIRE_API_KEY": "maybe"},
         {"MEDIAMATCH_INDEX_IMAGE_QUERY_CELL_SLACK_BITS": "-1"},
+        {"MEDIAMATCH_INDEX_IMAGE_CODE_WEIGHT_SIGMA_BITS": "-1"},
     ],
 )
 def test_bad_values_fail_fast(env: dict[str, str]) -> None:

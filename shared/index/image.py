@@ -116,6 +116,7 @@ class ImageIndex:
             s.image_query_cells_per_half,
             s.image_stop_word_factor,
             s.image_query_cell_slack_bits,
+            s.image_code_weight_sigma_bits,
         )
         self._slot_of: dict[int, int] = {}
         self._keys = np.zeros(1024, np.int64)

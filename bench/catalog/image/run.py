@@ -20,8 +20,8 @@ pairwise ``compare`` of ``--brute-queries`` queries against every real catalog i
 checked against every candidate the index proposed (all tiers), and its top 10 against the search's.
 
 Each ``--also SETTING=VALUE`` searches the backlog once more, on the same index, with that index setting
-(``Settings.index``: e.g. ``image_query_cell_slack_bits=64``): its latency, and how
-many queries got the same top 10 as the first pass.
+(one of ``QUERY_TIME_SETTINGS``, the ``Settings.index`` fields that act at query time: e.g.
+``image_query_cell_slack_bits=64``): its latency, and how many queries got the same top 10 as the first pass.
 
     nice -n 10 .venv/bin/python -m bench.catalog.image.run --items 1000000
 """
@@ -59,6 +59,8 @@ from shared.store import ItemRecord  # noqa: E402
 OUT = Path(__file__).resolve().parent
 SEED_CATALOG, SEED_BACKLOG = 20261125, 20261126
 TOP_K = 10
+#: The index settings ``--also`` can change on a built index (``query_settings`` applies them), in that order.
+QUERY_TIME_SETTINGS = ("image_query_cell_slack_bits", "image_code_weight_sigma_bits")
 
 
 def uptime() -> str:
@@ -113,6 +115,8 @@ def main() -> None:
                     help="search the backlog again with this index setting (repeatable)")
     ap.add_argument("--out", default=str(OUT / "results.json"))
     args = ap.parse_args()
+    if unknown := [a for a in args.also if a.partition("=")[0] not in QUERY_TIME_SETTINGS]:
+        ap.error(f"--also takes one of {', '.join(QUERY_TIME_SETTINGS)}, not {', '.join(unknown)}")
     faiss.omp_set_num_threads(1)
     settings = Settings.from_env()  # MEDIAMATCH_INDEX_IMAGE_* variables try other index settings
     res: dict[str, Any] = {"args": vars(args), "index_settings": dataclasses.asdict(settings.index),
@@ -173,7 +177,8 @@ def main() -> None:
 
     def query_settings(settings: Settings) -> None:
         """The index settings that act at query time only, applied to the built index."""
-        index.words.slack_bits = settings.index.image_query_cell_slack_bits
+        index.words.slack_bits, index.words.weight_sigma_bits = (
+            getattr(settings.index, name) for name in QUERY_TIME_SETTINGS)
 
     def search_backlog(settings: Settings) -> tuple[dict[str, Any], list[list[int]]]:
         """Every backlog query's top-10 search: the statistics, and each query's top 10 (keys)."""
