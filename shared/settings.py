@@ -321,6 +321,10 @@ class IndexSettings:
     #: benchmark's tuning side (``shared/index/image_words.py``).
     image_code_weight_sigma_bits: float = 8.0
     image_local_candidates: int = 8
+    #: Query expansion (Chum et al., "Total Recall", ICCV 2007): when a tier of the local stage holds matches,
+    #: the items within 15 bits of the first of them (up to this many a query) are compared next, so a crop
+    #: that found one copy of a picture finds the catalog's other copies too. 0 turns it off.
+    image_expand_from_matches: int = 4
     image_local_candidates_max: int = 64
     #: Dry tiers (no match) tolerated after a tier that held one before the search stops: a copy ranked one
     #: tier past its cluster (a crop among look-alikes) is still compared. A query matching nothing still
@@ -445,6 +449,8 @@ class Settings:
             raise InvalidSettings("queue.sync_wait_s must be >= 0")
         if not 0 <= self.index.image_query_cell_slack_bits <= 64:
             raise InvalidSettings("index.image_query_cell_slack_bits must be between 0 and 64")
+        if self.index.image_expand_from_matches < 0:
+            raise InvalidSettings("index.image_expand_from_matches must be >= 0")
         if not 0 <= self.index.image_code_weight_sigma_bits <= 64:
             raise InvalidSettings("index.image_code_weight_sigma_bits must be between 0 and 64")
         if not 1 <= self.index.shards <= 1024:

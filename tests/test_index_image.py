@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cli import synth
-from shared.index import image_postings, make_index
+from shared.index import Tiers, image_postings, make_index
 from shared.index.image import NEAR_BITS, ImageIndex
 from shared.index.image_hashes import TABLES
 from shared.index.image_postings import BUFFER_POSTINGS, Postings
@@ -200,6 +200,56 @@ def test_later_tiers_are_compared_only_while_a_recent_one_matched(
     verify_tiers(KIND, library["p0-jpeg"][1], [[names.index("p0-orig")], [names.index("p0-half")]], load,
                  SETTINGS, 10, 1.01)
     assert compared == ["p0-orig"]
+
+
+def test_a_local_match_brings_its_near_copies_query_expansion(library: dict[str, tuple[Path, ImageFingerprint]]) -> None:
+    """Query expansion, the index's side: from a matched item's fingerprint, the items within ``NEAR_BITS`` of
+    its hashes that the query's own exact head did not give, each once, from at most
+    ``image_expand_from_matches`` matched items a query."""
+    names = sorted(library)
+    one = dataclasses.replace(FAST, index=dataclasses.replace(FAST.index, image_expand_from_matches=1))
+    index = ImageIndex(one)
+    index.add_many([(k, library[n][1]) for k, n in enumerate(names)])
+    tiers = index.candidate_tiers(library["p1-crop_half_mirror"][1], limit=200)
+    head = set(tiers.exact + tiers.widening())
+    orig = library["p1-orig"][1]
+    near = {k for k, bits in index.hash_neighbours(orig) if bits <= NEAR_BITS} - head
+    assert {names[k] for k in near} >= {"p1-jpeg", "p1-mirror", "p1-rot90"}
+    assert sorted(tiers.expansion([orig, library["p2-orig"][1]])) == sorted(near)  # p2's: past the budget
+    assert tiers.expansion([library["p2-orig"][1]]) == []
+
+
+def test_matches_of_a_local_tier_have_their_near_copies_compared(
+    library: dict[str, tuple[Path, ImageFingerprint]],
+) -> None:
+    """Query expansion, the replica's side: when a tier of the local stage holds a match, the index's near
+    copies of it are compared with that tier (and their matches ranked), never one item twice; a tier
+    without a match expands nothing."""
+    names = sorted(library)
+    key = names.index
+    asked: list[list[str]] = []
+    compared: list[str] = []
+
+    def expand(fps: list[ImageFingerprint]) -> list[int]:
+        asked.append([n for n in names if any(library[n][1] is fp for fp in fps)])
+        return [key("p3-orig"), key("p3-jpeg"), key("other2")]
+
+    def load(keys: list[int]) -> list[tuple[ItemRecord, ImageFingerprint]]:
+        compared.extend(names[k] for k in keys)
+        return [(ItemRecord(k, "c", names[k], "image", "", True, None, 0.0, 0.0), library[names[k]][1]) for k in keys]
+
+    def search(rest: list[list[str]]) -> list[str]:
+        asked.clear()
+        compared.clear()
+        tiers = Tiers([], SETTINGS.image.local_max_score, lambda: [[key(n) for n in t] for t in rest], expand=expand)
+        found = verify_tiers(KIND, library["p3-crop_half_mirror"][1], tiers, load, SETTINGS, 10, THRESHOLD)
+        return sorted(h.item.external_id for h in found if h.match.similarity_score >= THRESHOLD)
+
+    assert search([["other0", "p3-crop_off_centre"], ["p3-jpeg", "other1"]]) == ["p3-crop_off_centre", "p3-jpeg",
+                                                                                 "p3-orig"]
+    assert asked == [["p3-crop_off_centre"]]  # the second tier's p3-jpeg was compared already
+    assert compared == ["other0", "p3-crop_off_centre", "p3-orig", "p3-jpeg", "other2", "other1"]
+    assert search([["other0", "other1"], ["p3-orig"]]) == [] and asked == []
 
 
 class _CountingKind:

@@ -61,6 +61,9 @@ class Tiers:
     make_rest: Callable[[], list[list[int]]]
     complete: Callable[[float], list[int]] = lambda floor: []
     widen: Callable[[], list[int]] = list
+    #: Query expansion: the items near-identical to some of these matched items' fingerprints (found by
+    #: the local stage), not given before; the replica compares them next.
+    expand: Callable[[list[Fingerprint]], list[int]] = lambda fps: []
     #: Seconds spent in the lazy parts (0 while none ran): index time that the search paid for.
     lazy_seconds: float = 0.0
     _rest: list[list[int]] | None = field(default=None, repr=False)
@@ -76,6 +79,9 @@ class Tiers:
 
     def completion(self, floor: float = -math.inf) -> list[int]:
         return self._timed(lambda: self.complete(floor))
+
+    def expansion(self, matched: list[Fingerprint]) -> list[int]:
+        return self._timed(lambda: self.expand(matched))
 
     def rest(self) -> list[list[int]]:
         if self._rest is None:

@@ -105,6 +105,7 @@ class ImageIndex:
         self.local_candidates = s.image_local_candidates
         self.local_candidates_max = s.image_local_candidates_max
         self.exhaustive_below = s.image_exhaustive_below
+        self.expand_from_matches = s.image_expand_from_matches
         self.hashes = HashStage(s.image_hash_radius_bits)
         # What an item the hash stage did not return can score at most: its global score is below the
         # radius's, its local and whole-frame scores are capped (``shared/kinds/image/scoring.py``).
@@ -227,7 +228,18 @@ class ImageIndex:
             step = max(1, self.local_candidates)
             return [head + extra[:step]] + [extra[i : i + step] for i in range(step, len(extra), step)]
 
-        return Tiers([int(k) for k in self._keys[given]], self.others_at_most, local_tiers, completion, widen)
+        budget = self.expand_from_matches
+
+        def expand(matched: list[Fingerprint]) -> list[int]:
+            nonlocal budget
+            picked = [_image(fp) for fp in matched[: max(budget, 0)]]
+            budget -= len(picked)
+            none = np.zeros((0, 32), np.uint8)
+            found = [self.hashes.search(np.frombuffer(b"".join(fp.hashes), np.uint8).reshape(8, 32), none, self._codes,
+                                        self._insets, self._alive, ("whole",), NEAR_BITS)[0] for fp in picked]
+            return fresh(np.concatenate(found)) if found else []
+
+        return Tiers([int(k) for k in self._keys[given]], self.others_at_most, local_tiers, completion, widen, expand)
 
     def _informative_insets(self, fp: ImageFingerprint) -> list[np.ndarray]:
         """The fingerprint's informative insets (as the compare counts them), as 32-byte arrays."""

@@ -268,9 +268,13 @@ def verify_tiers(
         """With K hits in hand, a score below this rounds under the K-th's (``rank_key``: 4 places)."""
         return -top[-1][0] - 5e-5 if len(top) >= top_k > 0 else -math.inf
 
-    def compare_all(keys: list[int]) -> bool:
-        """Compare ``keys`` (or bound them); whether one matched."""
-        matched = False
+    compared: set[int] = set()
+
+    def compare_all(keys: list[int]) -> list[Fingerprint]:
+        """Compare ``keys`` not compared before (or bound them); the fingerprints of those that matched."""
+        keys = [k for k in keys if k not in compared]
+        compared.update(keys)
+        matched = []
         for item, fp in load(keys):
             if bounded is not None and len(top) >= top_k > 0:
                 found = bounded(query, fp, settings, floor())
@@ -279,24 +283,28 @@ def verify_tiers(
             if not isinstance(found, Match):
                 continue
             score = found.similarity_score
-            matched |= score >= threshold
+            if score >= threshold:
+                matched.append(fp)
             if score > 0:
                 hits.append(Hit(item, found))
                 bisect.insort(top, rank_key(score, item.external_id))
                 del top[top_k:]
         return matched
 
-    head_matched = compare_all(tiers.exact)
+    head_matched = bool(compare_all(tiers.exact))
     if floor() <= tiers.others_at_most:
-        head_matched |= compare_all(tiers.widening())
+        head_matched |= bool(compare_all(tiers.widening()))
     settled = floor() > tiers.others_at_most
     if settled:  # the rest of the exact head, as far as it could enter the top K (it can only raise it)
-        head_matched |= compare_all(tiers.completion(floor()))
+        head_matched |= bool(compare_all(tiers.completion(floor())))
     dry: int | None = None  # tiers without a match since the last one with a match (None: none yet)
     for i, keys in enumerate([] if settled else tiers.rest()):
         if i and (dry is None or dry > settings.index.tier_patience):
             break
-        matched = compare_all(keys) | (head_matched and i == 0)
+        found = compare_all(keys)
+        if found:  # query expansion: the matches' own near-identical copies, compared with this tier
+            compare_all(tiers.expansion(found))
+        matched = bool(found) or (head_matched and i == 0)
         if matched:
             dry = 0
         elif dry is not None:

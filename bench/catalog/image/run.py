@@ -60,7 +60,7 @@ OUT = Path(__file__).resolve().parent
 SEED_CATALOG, SEED_BACKLOG = 20261125, 20261126
 TOP_K = 10
 #: The index settings ``--also`` can change on a built index (``query_settings`` applies them), in that order.
-QUERY_TIME_SETTINGS = ("image_query_cell_slack_bits", "image_code_weight_sigma_bits")
+QUERY_TIME_SETTINGS = ("image_query_cell_slack_bits", "image_code_weight_sigma_bits", "image_expand_from_matches")
 
 
 def uptime() -> str:
@@ -177,7 +177,7 @@ def main() -> None:
 
     def query_settings(settings: Settings) -> None:
         """The index settings that act at query time only, applied to the built index."""
-        index.words.slack_bits, index.words.weight_sigma_bits = (
+        index.words.slack_bits, index.words.weight_sigma_bits, index.expand_from_matches = (
             getattr(settings.index, name) for name in QUERY_TIME_SETTINGS)
 
     def search_backlog(settings: Settings) -> tuple[dict[str, Any], list[list[int]]]:
