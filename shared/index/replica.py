@@ -257,7 +257,15 @@ def verify_tiers(
     ranked, to 4 places) is above ``tiers.others_at_most``, ``tiers.widening()``. Once such K hits are in
     hand, the rest of the exact head (``tiers.completion``) is compared, and then no other candidate can
     enter the top K: the rest of the tiers are neither computed nor compared. The top K is the one
-    comparing every item of the catalog would give."""
+    comparing every item of the catalog would give.
+
+    **Query expansion** (Chum et al., "Total Recall", ICCV 2007). When a tier of the rest holds matches,
+    ``tiers.expansion`` gives the index's near-identical copies of them (the image index: within 15 bits of
+    their hashes, from up to ``image_expand_from_matches`` matches a query), compared right after that tier.
+    A crop or a canvas shares few keypoints with any one copy of its picture, so the word stage ranks the
+    copies by chance among look-alikes; once it finds one, the others follow by their hashes. No item is
+    compared twice. At 10^6 items it raised Recall@10 from 2,857 to 2,881 of 2,903 pairwise matches and
+    the unsettled copies' p50 from 58 to 100 ms (``bench/catalog/image/REPORT.md``)."""
     if not isinstance(tiers, Tiers):
         tiers = Tiers.of(tiers)
     bounded = getattr(kind, "compare_or_bound", None)
