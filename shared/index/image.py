@@ -152,7 +152,7 @@ class ImageIndex:
         self._grow(first + len(items))
         slots = np.arange(first, first + len(items), dtype=np.int64)
         self._used += len(items)
-        codes = np.stack([np.frombuffer(b"".join(fp.hashes), np.uint8).reshape(8, 32) for fp in fps])
+        codes = np.stack([_hash_codes(fp) for fp in fps])
         self._codes[slots] = as_u64(codes)
         insets = np.zeros((len(items), MAX_STORED_INSETS, 32), np.uint8)
         valid = np.zeros((len(items), MAX_STORED_INSETS), bool)
@@ -187,7 +187,7 @@ class ImageIndex:
         (``tier_patience``): a catalog holding many copies of the query's picture has them all compared,
         ranked by score, rather than the 8 with most votes."""
         q = _image(query)
-        qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
+        qcodes = _hash_codes(q)
         insets = self._informative_insets(q)
         if len(self._slot_of) <= self.exhaustive_below:
             slots = np.flatnonzero(self._alive[: self._used])
@@ -243,8 +243,8 @@ class ImageIndex:
             picked = [_image(fp) for fp in matched[: max(budget, 0)]]
             budget -= len(picked)
             none = np.zeros((0, 32), np.uint8)
-            found = [self.hashes.search(np.frombuffer(b"".join(fp.hashes), np.uint8).reshape(8, 32), none, self._codes,
-                                        self._insets, self._alive, ("whole",), NEAR_BITS)[0] for fp in picked]
+            found = [self.hashes.search(_hash_codes(fp), none, self._codes, self._insets, self._alive, ("whole",),
+                                        NEAR_BITS)[0] for fp in picked]
             return fresh(np.concatenate(found)) if found else []
 
         return Tiers([int(k) for k in self._keys[given]], self.others_at_most, local_tiers, completion, widen, expand)
@@ -261,7 +261,7 @@ class ImageIndex:
     def hash_neighbours(self, query: Fingerprint) -> list[tuple[int, int]]:
         """(key, bits) of every item within the hash radius, nearest first: the exact stage alone."""
         q = _image(query)
-        qcodes = np.frombuffer(b"".join(q.hashes), np.uint8).reshape(8, 32)
+        qcodes = _hash_codes(q)
         slots, bits = self.hashes.search(qcodes, np.zeros((0, 32), np.uint8), self._codes, self._insets, self._alive,
                                          ("whole",))
         return [(int(self._keys[s]), int(b)) for s, b in zip(slots.tolist(), bits.tolist(), strict=True)]
@@ -297,6 +297,11 @@ def _resized(array: np.ndarray, rows: int) -> np.ndarray:
     out = np.zeros((rows, *array.shape[1:]), array.dtype)
     out[: len(array)] = array
     return out
+
+
+def _hash_codes(fp: ImageFingerprint) -> np.ndarray:
+    """The fingerprint's 8 dihedral hashes as an (8, 32) uint8 array."""
+    return np.frombuffer(b"".join(fp.hashes), np.uint8).reshape(8, 32)
 
 
 def _image(fp: Fingerprint) -> ImageFingerprint:
