@@ -321,6 +321,11 @@ class IndexSettings:
     #: benchmark's tuning side (``shared/index/image_words.py``).
     image_code_weight_sigma_bits: float = 8.0
     image_local_candidates: int = 8
+    #: Threads one image search's word scan uses (``shared/index/image_words.py``: the same hits, split
+    #: over the query's lists). 1 suits a worker whose processes already fill the cores (Celery's
+    #: concurrency); 2 cut a new upload's search ~0.7x at 10^6 items on an idle 2-core box
+    #: (``bench/catalog/image/REPORT.md``). Not part of what an index is built with (snapshots ignore it).
+    search_threads: int = 1
     #: Query expansion (Chum et al., "Total Recall", ICCV 2007): when a tier of the local stage holds matches,
     #: the items within 15 bits of the first of them (up to this many a query) are compared next, so a crop
     #: that found one copy of a picture finds the catalog's other copies too. 0 turns it off.
@@ -453,6 +458,8 @@ class Settings:
             raise InvalidSettings("index.image_expand_from_matches must be >= 0")
         if not 0 <= self.index.image_code_weight_sigma_bits <= 64:
             raise InvalidSettings("index.image_code_weight_sigma_bits must be between 0 and 64")
+        if not 1 <= self.index.search_threads <= 64:
+            raise InvalidSettings("index.search_threads must be between 1 and 64")
         if not 1 <= self.index.shards <= 1024:
             raise InvalidSettings("index.shards must be between 1 and 1024")
         if self.index.snapshot_min_changes < 1 or self.index.snapshot_change_fraction < 0:

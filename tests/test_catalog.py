@@ -113,6 +113,10 @@ def test_a_restart_resumes_from_the_snapshot_and_replays_only_what_followed(
     queries = [photos[k] for k in ("query", "p0", "p1", "p4", "p5")]
     resumed = [search(store, settings, cat.id, q, top_k=10) for q in queries]
     replica_module.drop(cat.id)
+    threaded = dataclasses.replace(settings, index=dataclasses.replace(settings.index, search_threads=2))
+    assert [search(store, threaded, cat.id, q, top_k=10) for q in queries] == resumed
+    assert image_replica(cat.id, threaded).restored_event_id is not None  # threads are not what it is built with
+    replica_module.drop(cat.id)
     off = dataclasses.replace(settings, index=dataclasses.replace(settings.index, snapshots=False))
     assert [search(store, off, cat.id, q, top_k=10) for q in queries] == resumed  # as rebuilt from the log
     assert image_replica(cat.id, off).restored_event_id is None

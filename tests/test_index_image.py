@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import multiprocessing
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from cli import synth
-from shared.index import Tiers, image_postings, make_index
+from shared.index import Tiers, image_postings, image_words, make_index
 from shared.index.image import NEAR_BITS, ImageIndex
 from shared.index.image_hashes import TABLES
 from shared.index.image_postings import BUFFER_POSTINGS, Postings
@@ -682,6 +683,34 @@ def test_word_hits_are_exactly_the_postings_within_the_code_radius(monkeypatch: 
             expected.append((int(label[k]), r, int(bits[k])))
     assert len(expected) > 300
     assert sorted(zip(labels.tolist(), rows.tolist(), hit_bits.tolist(), strict=True)) == sorted(expected)
+
+    # Split over threads (every scan split here), the same arrays in the same order; also in a forked
+    # child (a Celery prefork worker), which must make its own threads rather than wait on its parent's.
+    monkeypatch.setattr(image_words, "SPLIT_MIN_POSTINGS", 0)
+    for threads in (2, 3):
+        split = stage.hits(query, words, alive, threads)
+        assert all(np.array_equal(a, b) for a, b in zip(split, (labels, rows, hit_bits), strict=True))
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=lambda: out.put([a.tolist() for a in stage.hits(query, words, alive, 2)]))
+    child.start()
+    assert out.get(timeout=60) == [labels.tolist(), rows.tolist(), hit_bits.tolist()]
+    child.join(timeout=60)
+    assert child.exitcode == 0
+
+
+def test_a_scan_is_cut_into_runs_of_about_equal_postings() -> None:
+    """``_cuts``: contiguous runs covering every probe once, about equal in postings; one run for a short
+    scan or one thread."""
+    lengths = np.random.default_rng(9).integers(0, 5000, 900)
+    for threads in (2, 3, 4):
+        cuts = image_words._cuts(lengths, threads)
+        assert len(cuts) == threads and cuts[0].start == 0 and cuts[-1].stop == len(lengths)
+        assert all(a.stop == b.start for a, b in zip(cuts, cuts[1:], strict=False))
+        sums = [int(lengths[c].sum()) for c in cuts]
+        assert max(sums) - min(sums) <= 2 * 5000
+    assert image_words._cuts(lengths, 1) == [slice(0, 900)]
+    assert image_words._cuts(lengths[:3], 2) == [slice(0, 3)]  # under SPLIT_MIN_POSTINGS
 
 
 def test_word_stage_refuses_slots_its_labels_cannot_hold() -> None:

@@ -27,6 +27,7 @@ def test_environment_overrides_and_round_trip() -> None:
         {"MEDIAMATCH_INDEX_IMAGE_QUERY_CELL_SLACK_BITS": "-1"},
         {"MEDIAMATCH_INDEX_IMAGE_CODE_WEIGHT_SIGMA_BITS": "-1"},
         {"MEDIAMATCH_INDEX_IMAGE_EXPAND_FROM_MATCHES": "-1"},
+        {"MEDIAMATCH_INDEX_SEARCH_THREADS": "0"},
     ],
 )
 def test_bad_values_fail_fast(env: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ best first; each module's docstring says which of its stages are exact and what 
 
 Optional extensions, used when an index has them: ``add_many(items)`` adds a page of items at once; a
 class attribute ``compact = True`` says the index keeps its own compact arrays, so the replica holds no
-fingerprints and loads the candidates' from the store at search time; ``candidate_tiers(query, limit)``
+fingerprints and loads the candidates' from the store at search time; ``candidate_tiers(query, limit, threads)``
 returns the candidates as ``Tiers``, of which the replica compares the first in full and each later one
 only while a recent tier held a match (``replica.verify_tiers``, ``tier_patience``), and none past the
 exact head of the first when that settles the top K. A kind with a

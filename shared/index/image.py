@@ -177,7 +177,7 @@ class ImageIndex:
         ``image_local_candidates``."""
         return self.candidate_tiers(query, limit).all()[0]
 
-    def candidate_tiers(self, query: Fingerprint, limit: int) -> Tiers:
+    def candidate_tiers(self, query: Fingerprint, limit: int, threads: int = 1) -> Tiers:
         """The exact head (module docstring: items within the hash radius, nearest first, in steps: ``exact``,
         then ``widen()``, then ``complete(floor)``), then the local stage's first ``image_local_candidates``
         (most votes first) to complete the first tier, and its next ones, up to
@@ -185,7 +185,7 @@ class ImageIndex:
         stage runs only when the replica asks for those tiers: not when the head already fills its top K
         above ``others_at_most``. The replica compares a later tier only while a recent one held a match
         (``tier_patience``): a catalog holding many copies of the query's picture has them all compared,
-        ranked by score, rather than the 8 with most votes."""
+        ranked by score, rather than the 8 with most votes. ``threads``: the word scan's (``search_threads``)."""
         q = _image(query)
         qcodes = _hash_codes(q)
         insets = self._informative_insets(q)
@@ -230,7 +230,7 @@ class ImageIndex:
         def local_tiers() -> list[list[int]]:
             head = [] if widened else widen()
             most = min(limit, max(self.local_candidates, self.local_candidates_max))
-            local, _ = self.words.search(q.features, self._alive[: self._used], most + len(given))
+            local, _ = self.words.search(q.features, self._alive[: self._used], most + len(given), threads)
             seen = set(given.tolist())
             extra = [int(self._keys[s]) for s in local.tolist() if s not in seen][:most]
             step = max(1, self.local_candidates)

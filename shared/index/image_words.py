@@ -74,6 +74,9 @@ check, is missed. Its recall per transform family is measured in ``bench/catalog
 from __future__ import annotations
 
 import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -87,6 +90,9 @@ N_WORDS = CELLS * CELLS
 #: A word is never a stop word below this many postings: in a small catalog, the few copies of one photo
 #: share words far above the (tiny) mean, and must still find each other.
 STOP_MIN_POSTINGS = 256
+#: A query's scan is split over threads (``hits``) only past this many postings: below it, handing work to
+#: a thread costs more than it saves.
+SPLIT_MIN_POSTINGS = 1 << 17
 #: Removed items' postings are purged once they reach this many and a fifth of all postings.
 PURGE_MIN_POSTINGS = 1 << 16
 #: Bytes of the 16-byte descriptor kept in each posting (the Hamming-embedding code).
@@ -253,16 +259,18 @@ class WordStage:
         self._dead = 0
         self._counts = self._lists.counts(np.arange(N_WORDS))
 
-    def search(self, query: Features, alive: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query: Features, alive: np.ndarray, limit: int, threads: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``limit`` live slots with at least ``min_votes`` votes, best first (the module docstring);
-        and their votes."""
+        and their votes. ``threads``: how many threads the scan may use (``hits``)."""
         n = len(query.points)
         if n == 0 or limit <= 0 or len(self) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         # Query keypoint i is row i (plain) and n + i (mirror).
         desc = np.concatenate([query.descriptors(), query.descriptors(mirror=True)])
         geo = np.concatenate([geometry_of(query), geometry_of(query, mirror=True)])
-        labels, row, bits = self.hits(desc, self.query_words(desc), alive)
+        labels, row, bits = self.hits(desc, self.query_words(desc), alive, threads)
         # An item's votes never exceed its hits: items with fewer than ``min_votes`` hits (most chance hits
         # in a large catalog) are dropped before the ranking's sort (the same result, a smaller sort).
         ok = _hit_enough(labels, self.min_votes, np.zeros(len(alive), np.uint8))  # (``hits`` are live)
@@ -280,18 +288,29 @@ class WordStage:
         return words
 
     def hits(
-        self, desc: np.ndarray, words: np.ndarray, alive: np.ndarray
+        self, desc: np.ndarray, words: np.ndarray, alive: np.ndarray, threads: int = 1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The Hamming-embedding check: query row ``r`` (descriptor ``desc[r]``) hits each live posting
         under ``words[r]`` (-1: none) whose code is within ``code_max_bits`` of its own. Returns the hits'
-        labels (slot << 8 | geometry), rows and code distances (bits), in no particular order."""
+        labels (slot << 8 | geometry), rows and code distances (bits), in no particular order.
+
+        With ``threads`` > 1, a long scan is cut into that many runs of probes of about equal postings,
+        scanned at once (``_scan`` releases the GIL) and concatenated in order: the same arrays, in the same
+        order, as one thread's."""
         live = words >= 0
         row_of = np.repeat(np.arange(len(desc), dtype=np.int64), words.shape[1])[live.ravel()]
         codes = codes_of(desc).view(np.uint64).ravel()
-        found = [_scan(starts, ends, labels, codes_in, row_of, codes, alive, self.code_max_bits)
-                 for starts, ends, labels, codes_in in self._lists.sources(words[live])]
-        if not found:
+        parts = []
+        for starts, ends, labels, codes_in in self._lists.sources(words[live]):
+            for cut in _cuts(ends - starts, threads):
+                parts.append((starts[cut], ends[cut], labels, codes_in, row_of[cut], codes, alive, self.code_max_bits))
+        if not parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        if threads > 1 and len(parts) > 1:
+            pending = [_pool(threads).submit(_scan, *part) for part in parts[1:]]
+            found = [_scan(*parts[0])] + [f.result() for f in pending]
+        else:
+            found = [_scan(*part) for part in parts]
         return tuple(np.concatenate([f[i] for f in found]) for i in range(3))  # type: ignore[return-value]
 
     def _rank(
@@ -343,6 +362,32 @@ class WordStage:
         cand, cv = cand[keep], cv[keep]
         order = np.lexsort((cand, -cv, -consistent))[:limit]
         return cand[order], cv[order]
+
+
+def _cuts(lengths: np.ndarray, threads: int) -> list[slice]:
+    """Contiguous runs of probes (postings ``lengths``) of about equal postings, one per thread; one run when
+    the scan is short (``SPLIT_MIN_POSTINGS``) or ``threads`` is 1."""
+    total = int(lengths.sum())
+    if threads <= 1 or total < SPLIT_MIN_POSTINGS:
+        return [slice(0, len(lengths))]
+    ends = np.searchsorted(np.cumsum(lengths), total * np.arange(1, threads) / threads).tolist() + [len(lengths)]
+    return [slice(a, b) for a, b in zip([0] + ends[:-1], ends, strict=True) if b > a]
+
+
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, pool)
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """This process's scan threads, ``threads`` - 1 of them (the caller scans a part too); made again in a
+    forked child (a Celery worker), which has none of its parent's threads."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[:2] != (os.getpid(), threads):
+            if _POOL is not None and _POOL[0] == os.getpid():
+                _POOL[2].shutdown(wait=False)
+            _POOL = (os.getpid(), threads, ThreadPoolExecutor(threads - 1, thread_name_prefix="word-scan"))
+        return _POOL[2]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -183,7 +183,8 @@ class CatalogIndex:
         """The top K hits by the kind's full ``compare`` (``verify_tiers``; ``threshold`` decides which
         hits count as matches there, the kind's default when None)."""
         with self._lock:
-            tiers = candidate_tiers(self.index, query, max(top_k * 20, settings.index.min_candidates))
+            tiers = candidate_tiers(self.index, query, max(top_k * 20, settings.index.min_candidates),
+                                    settings.index.search_threads)
             held = None if self.compact else {k: self.items[k] for t in tiers.all() for k in t if k in self.items}
         # The tiers' lazy parts read the index too: under the lock, as a refresh may be changing it.
         tiers.make_rest, tiers.complete = self._locked(tiers.make_rest), self._locked(tiers.complete)
@@ -225,10 +226,11 @@ class CatalogIndex:
             return self.saved_event_id == self.last_event_id
 
 
-def candidate_tiers(index: CandidateIndex, query: Fingerprint, limit: int) -> Tiers:
-    """The index's candidates in tiers (its ``candidate_tiers`` when it has one; else one tier)."""
+def candidate_tiers(index: CandidateIndex, query: Fingerprint, limit: int, threads: int = 1) -> Tiers:
+    """The index's candidates in tiers (its ``candidate_tiers`` when it has one, which may use ``threads``;
+    else one tier)."""
     tiers = getattr(index, "candidate_tiers", None)
-    found = tiers(query, limit) if tiers is not None else [index.candidates(query, limit)]
+    found = tiers(query, limit, threads) if tiers is not None else [index.candidates(query, limit)]
     return found if isinstance(found, Tiers) else Tiers.of(found)
 
 
@@ -356,7 +358,7 @@ def snapshot_policy(settings: Settings, kind: str) -> SnapshotPolicy | None:
     s = settings.index
     if not s.snapshots:
         return None
-    built_with = {f: v for f, v in asdict(s).items() if not f.startswith("snapshot")}
+    built_with = {f: v for f, v in asdict(s).items() if not f.startswith("snapshot") and f != "search_threads"}
     return SnapshotPolicy(settings.data_dir / "snapshots", s.snapshot_min_changes, s.snapshot_change_fraction,
                           repr((built_with, getattr(settings, kind, None))))
 

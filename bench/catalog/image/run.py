@@ -60,7 +60,8 @@ OUT = Path(__file__).resolve().parent
 SEED_CATALOG, SEED_BACKLOG = 20261125, 20261126
 TOP_K = 10
 #: The index settings ``--also`` can change on a built index (``query_settings`` applies them), in that order.
-QUERY_TIME_SETTINGS = ("image_query_cell_slack_bits", "image_code_weight_sigma_bits", "image_expand_from_matches")
+QUERY_TIME_SETTINGS = ("image_query_cell_slack_bits", "image_code_weight_sigma_bits", "image_expand_from_matches",
+                       "search_threads")
 
 
 def uptime() -> str:
@@ -178,7 +179,7 @@ def main() -> None:
     def query_settings(settings: Settings) -> None:
         """The index settings that act at query time only, applied to the built index."""
         index.words.slack_bits, index.words.weight_sigma_bits, index.expand_from_matches = (
-            getattr(settings.index, name) for name in QUERY_TIME_SETTINGS)
+            getattr(settings.index, name) for name in QUERY_TIME_SETTINGS[:3])  # search_threads: per search
 
     def search_backlog(settings: Settings) -> tuple[dict[str, Any], list[list[int]]]:
         """Every backlog query's top-10 search: the statistics, and each query's top 10 (keys)."""
@@ -208,7 +209,8 @@ def main() -> None:
         tops: list[list[int]] = []
         for name, q, truth, tag in backlog:
             t_a = time.perf_counter()
-            tiers = candidate_tiers(index, q, max(TOP_K * 20, settings.index.min_candidates))
+            tiers = candidate_tiers(index, q, max(TOP_K * 20, settings.index.min_candidates),
+                                    settings.index.search_threads)
             t_b = time.perf_counter()
             loaded.clear()
             load_s[0] = 0.0
