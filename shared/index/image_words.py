@@ -74,9 +74,6 @@ check, is missed. Its recall per transform family is measured in ``bench/catalog
 from __future__ import annotations
 
 import functools
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -84,6 +81,7 @@ import numpy as np
 from shared.index.image_postings import Postings, run_starts
 from shared.index.image_vocab import CELLS, CENTROIDS
 from shared.index.popcount import popcount64
+from shared.index.threads import run_all
 from shared.kinds.image.features import ANGLE_STEPS, Features
 
 N_WORDS = CELLS * CELLS
@@ -295,7 +293,7 @@ class WordStage:
         labels (slot << 8 | geometry), rows and code distances (bits), in no particular order.
 
         With ``threads`` > 1, a long scan is cut into that many runs of probes of about equal postings,
-        scanned at once (``_scan`` releases the GIL) and concatenated in order: the same arrays, in the same
+        scanned at once (``threads.py``; ``_scan`` releases the GIL) and concatenated in order: the same arrays, in the same
         order, as one thread's."""
         live = words >= 0
         row_of = np.repeat(np.arange(len(desc), dtype=np.int64), words.shape[1])[live.ravel()]
@@ -306,11 +304,7 @@ class WordStage:
                 parts.append((starts[cut], ends[cut], labels, codes_in, row_of[cut], codes, alive, self.code_max_bits))
         if not parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8)
-        if threads > 1 and len(parts) > 1:
-            pending = [_pool(threads).submit(_scan, *part) for part in parts[1:]]
-            found = [_scan(*parts[0])] + [f.result() for f in pending]
-        else:
-            found = [_scan(*part) for part in parts]
+        found = run_all([functools.partial(_scan, *part) for part in parts], threads)
         return tuple(np.concatenate([f[i] for f in found]) for i in range(3))  # type: ignore[return-value]
 
     def _rank(
@@ -372,22 +366,6 @@ def _cuts(lengths: np.ndarray, threads: int) -> list[slice]:
         return [slice(0, len(lengths))]
     ends = np.searchsorted(np.cumsum(lengths), total * np.arange(1, threads) / threads).tolist() + [len(lengths)]
     return [slice(a, b) for a, b in zip([0] + ends[:-1], ends, strict=True) if b > a]
-
-
-_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, pool)
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """This process's scan threads, ``threads`` - 1 of them (the caller scans a part too); made again in a
-    forked child (a Celery worker), which has none of its parent's threads."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[:2] != (os.getpid(), threads):
-            if _POOL is not None and _POOL[0] == os.getpid():
-                _POOL[2].shutdown(wait=False)
-            _POOL = (os.getpid(), threads, ThreadPoolExecutor(threads - 1, thread_name_prefix="word-scan"))
-        return _POOL[2]
 
 
 @numba.njit(cache=True, nogil=True)
