@@ -323,8 +323,9 @@ class IndexSettings:
     image_local_candidates: int = 8
     #: Threads one image search's word scan uses (``shared/index/image_words.py``: the same hits, split
     #: over the query's lists). 1 suits a worker whose processes already fill the cores (Celery's
-    #: concurrency); 2 cut a new upload's search ~0.7x at 10^6 items on an idle 2-core box
-    #: (``bench/catalog/image/REPORT.md``). Not part of what an index is built with (snapshots ignore it).
+    #: concurrency). At 10^6 items on an idle 2-core box, 2 took the index stage's p50 0.87x and a new
+    #: upload's p90 0.84x, with the same top 10 for 10,000 of 10,000 queries (``bench/catalog/image/REPORT.md``,
+    #: 2026-11-29). Not part of what an index is built with (snapshots ignore it).
     search_threads: int = 1
     #: Query expansion (Chum et al., "Total Recall", ICCV 2007): when a tier of the local stage holds matches,
     #: the items within 15 bits of the first of them (up to this many a query) are compared next, so a crop

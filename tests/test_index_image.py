@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import multiprocessing
-import threading
 from pathlib import Path
 
 import cv2
@@ -36,7 +35,6 @@ SETTINGS = Settings()
 THRESHOLD = SETTINGS.image.match_threshold
 #: The fast path everywhere (no exhaustive small-catalog shortcut).
 FAST = dataclasses.replace(SETTINGS, index=dataclasses.replace(SETTINGS.index, image_exhaustive_below=0))
-THREADED = dataclasses.replace(SETTINGS, index=dataclasses.replace(SETTINGS.index, search_threads=2))
 
 
 # -- generated images and their variants ----------------------------------------------------------------
@@ -262,15 +260,11 @@ class _CountingKind:
 
     def __init__(self, bounded: bool) -> None:
         self.compares = 0
-        self.threads: set[str] = set()  # the threads that compared
-        self._lock = threading.Lock()
         if bounded:
             self.compare_or_bound = self._compare_or_bound
 
     def compare(self, a: ImageFingerprint, b: ImageFingerprint, settings: Settings) -> Match:
-        with self._lock:
-            self.compares += 1
-            self.threads.add(threading.current_thread().name)
+        self.compares += 1
         return KIND.compare(a, b, settings)
 
     def _compare_or_bound(self, a: ImageFingerprint, b: ImageFingerprint, settings: Settings, floor: float) -> Match | float:
@@ -298,7 +292,7 @@ def test_score_bounds_hold_and_skip_only_what_cannot_rank(library: dict[str, tup
         return [(ItemRecord(k, "c", names[k], "image", "", True, None, 0.0, 0.0), library[names[k]][1]) for k in keys]
 
     tiers = [list(range(i, min(i + 8, len(names)))) for i in range(0, len(names), 8)]
-    saved, used = 0, set()
+    saved = 0
     for query in ("p0-jpeg", "p3-mirror", "p4-crop_off_centre", "p5-screenshot", "other1"):
         for top_k in (1, 3, 10):
             plain, bounded = _CountingKind(False), _CountingKind(True)
@@ -308,14 +302,7 @@ def test_score_bounds_hold_and_skip_only_what_cannot_rank(library: dict[str, tup
             assert [(h.item.external_id, h.match) for h in found] == [(h.item.external_id, h.match) for h in expected]
             assert bounded.compares <= plain.compares
             saved += plain.compares - bounded.compares
-            # On two threads (``index.search_threads``): the same hits, after the same full compares.
-            threaded = _CountingKind(True)
-            assert verify_tiers(threaded, library[query][1], tiers, load, THREADED, top_k, THRESHOLD) == found  # type: ignore[arg-type]
-            assert threaded.compares == bounded.compares
-            used |= threaded.threads
     assert saved > 0
-    # The first compares of a search ran at once; one at a time (K hits in hand, or K = 1) on the caller's.
-    assert used == {"search_0", "search_1", "MainThread"}
 
 
 def test_an_exact_head_above_the_local_cap_settles_the_search(library: dict[str, tuple[Path, ImageFingerprint]]) -> None:

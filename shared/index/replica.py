@@ -25,14 +25,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from shared.errors import NotFound
 from shared.index import CandidateIndex, Tiers, make_index, snapshot
 from shared.index.snapshot import SnapshotPolicy
-from shared.index.threads import run_all
 from shared.protocol import Fingerprint, Match, MediaKind
 from shared.settings import Settings
 from shared.store import ItemRecord, Store
@@ -269,12 +267,7 @@ def verify_tiers(
     A crop or a canvas shares few keypoints with any one copy of its picture, so the word stage ranks the
     copies by chance among look-alikes; once it finds one, the others follow by their hashes. No item is
     compared twice. At 10^6 items it raised Recall@10 from 2,857 to 2,881 of 2,903 pairwise matches and
-    the unsettled copies' p50 from 58 to 100 ms (``bench/catalog/image/REPORT.md``).
-
-    **Threads** (``index.search_threads`` > 1, ``threads.py``). While fewer than K hits are in hand, every
-    candidate gets the full compare whatever the others score, so the next K - (hits in hand) are compared
-    at once; with K hits in hand, one at a time (each bound needs the K-th score so far). The hits are those
-    of one thread. A new upload's first tier (8 candidates, K = 10) is compared at once."""
+    the unsettled copies' p50 from 58 to 100 ms (``bench/catalog/image/REPORT.md``)."""
     if not isinstance(tiers, Tiers):
         tiers = Tiers.of(tiers)
     bounded = getattr(kind, "compare_or_bound", None)
@@ -286,32 +279,26 @@ def verify_tiers(
         return -top[-1][0] - 5e-5 if len(top) >= top_k > 0 else -math.inf
 
     compared: set[int] = set()
-    threads = settings.index.search_threads
 
     def compare_all(keys: list[int]) -> list[Fingerprint]:
         """Compare ``keys`` not compared before (or bound them); the fingerprints of those that matched."""
         keys = [k for k in keys if k not in compared]
         compared.update(keys)
         matched = []
-        pending = load(keys)
-        while pending:
+        for item, fp in load(keys):
             if bounded is not None and len(top) >= top_k > 0:
-                batch, pending = pending[:1], pending[1:]
-                results: list[Match | float] = [bounded(query, batch[0][1], settings, floor())]
-            else:  # each of the next K - (hits in hand) gets the full compare, whatever the others score
-                room = top_k - len(top) if bounded is not None and top_k > 0 else len(pending)
-                batch, pending = pending[:room], pending[room:]
-                results = list(run_all([partial(kind.compare, query, fp, settings) for _, fp in batch], threads))
-            for (item, fp), found in zip(batch, results, strict=True):
-                if not isinstance(found, Match):
-                    continue
-                score = found.similarity_score
-                if score >= threshold:
-                    matched.append(fp)
-                if score > 0:
-                    hits.append(Hit(item, found))
-                    bisect.insort(top, rank_key(score, item.external_id))
-                    del top[top_k:]
+                found = bounded(query, fp, settings, floor())
+            else:
+                found = kind.compare(query, fp, settings)
+            if not isinstance(found, Match):
+                continue
+            score = found.similarity_score
+            if score >= threshold:
+                matched.append(fp)
+            if score > 0:
+                hits.append(Hit(item, found))
+                bisect.insort(top, rank_key(score, item.external_id))
+                del top[top_k:]
         return matched
 
     head_matched = bool(compare_all(tiers.exact))

@@ -1,8 +1,9 @@
 """A process's search threads: one search may spread its independent work over a few threads.
 
-Role: the word scan (``image_words.WordStage.hits``) and the first compares of a search
-(``replica.verify_tiers``) use them when ``index.search_threads`` > 1. Both run code that releases the GIL
-(numba kernels, OpenCV, numpy), and both give the same results, in the same order, as one thread.
+Role: the image word scan (``image_words.WordStage.hits``) uses them when ``index.search_threads`` > 1: its
+numba kernel releases the GIL, and the split scan gives the same hits, in the same order, as one thread.
+(Spreading a search's first compares over them was tried on 2026-11-29 and gave nothing: the compare holds
+the GIL for most of its time. ``bench/catalog/image/REPORT.md``.)
 
 The pool is made on first use, and made again in a forked child (a Celery prefork worker): a child has
 none of its parent's threads, and waiting on the parent's pool would hang it.

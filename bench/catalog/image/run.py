@@ -36,7 +36,6 @@ import os
 import random
 import resource
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -93,13 +92,11 @@ class CountingKind:
 
     def __init__(self, bounded: bool = True) -> None:
         self.full_compares = 0
-        self._lock = threading.Lock()  # compares may run on the search's threads (``index.search_threads``)
         if not bounded:
             self.compare_or_bound = None  # verify_tiers then compares every candidate
 
     def compare(self, a: Fingerprint, b: Fingerprint, settings: Settings) -> Match:
-        with self._lock:
-            self.full_compares += 1
+        self.full_compares += 1
         return KIND.compare(a, b, settings)
 
     def compare_or_bound(self, a: Fingerprint, b: Fingerprint, settings: Settings, floor: float) -> Match | float:
