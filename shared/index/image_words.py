@@ -299,8 +299,8 @@ class WordStage:
         labels (slot << 8 | geometry), rows and code distances (bits), in no particular order.
 
         With ``threads`` > 1, a long scan is cut into that many runs of probes of about equal postings,
-        scanned at once (``threads.py``; ``_scan`` releases the GIL) and concatenated in order: the same arrays, in the same
-        order, as one thread's."""
+        scanned at once (``threads.py``; ``_scan`` releases the GIL) and concatenated in order: the same
+        arrays, in the same order, as one thread's."""
         live = words >= 0
         row_of = np.repeat(np.arange(len(desc), dtype=np.int64), words.shape[1])[live.ravel()]
         codes = codes_of(desc).view(np.uint64).ravel()
