@@ -367,8 +367,7 @@ class WordStage:
 def _cuts(lengths: np.ndarray, threads: int) -> list[slice]:
     """Contiguous runs of probes (postings ``lengths``) of about equal postings, one per thread; one run when
     the scan is short (``SPLIT_MIN_POSTINGS``) or ``threads`` is 1."""
-    total = int(lengths.sum())
-    if threads <= 1 or total < SPLIT_MIN_POSTINGS:
+    if threads <= 1 or (total := int(lengths.sum())) < SPLIT_MIN_POSTINGS:
         return [slice(0, len(lengths))]
     ends = np.searchsorted(np.cumsum(lengths), total * np.arange(1, threads) / threads).tolist() + [len(lengths)]
     return [slice(a, b) for a, b in zip([0] + ends[:-1], ends, strict=True) if b > a]
