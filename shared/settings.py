@@ -300,9 +300,8 @@ class IndexSettings:
     min_candidates: int = 200
     #: Threads one image search's word scan uses (``shared/index/image_words.py``: the same hits, split
     #: over the query's lists). 1 suits a worker whose processes already fill the cores (Celery's
-    #: concurrency). At 10^6 items on an idle 2-core box, 2 took the index stage's p50 0.87x and a new
-    #: upload's p90 0.84x, with the same top 10 for 10,000 of 10,000 queries (``bench/catalog/image/REPORT.md``,
-    #: 2026-11-29). Not part of what an index is built with (snapshots ignore it).
+    #: concurrency); what 2 gain on an idle box is measured there. Not part of what an index is built with
+    #: (snapshots ignore it).
     search_threads: int = 1
     #: Image index (``shared/index/image.py``). Every item whose dihedral hash is within this many bits of
     #: the query's is a candidate, exactly (31 bits = a global score of 0.80, the default threshold;

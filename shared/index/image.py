@@ -49,9 +49,8 @@ near-identical copies (every item within ``NEAR_BITS`` of a match's hashes, from
 chessboard photos shares its corners with all of them; the word stage ranked its original 313th of 400 on
 the tuning side, but one of the original's copies 6th, and the original is that copy's near-duplicate.
 
-**Threads**: ``index.search_threads`` > 1 splits the word scan over threads, with the same hits
-(``image_words.py``); at 10^6 items on an idle 2-core box, 2 took the total p50 66.7 -> 63.6 ms and a new
-upload's p90 92.4 -> 77.8 ms (2026-11-29, a box ~2.6x slower than the runs below).
+**Threads**: ``index.search_threads`` > 1 splits the word scan over threads, with the same hits (what it
+gains: ``image_words.py``).
 
 Small catalogs (at most ``image_exhaustive_below`` live items) propose every item, ranked by the same
 rule: search there is exactly pairwise matching, at a few compares' cost.
