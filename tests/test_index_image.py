@@ -613,6 +613,55 @@ def test_geometrically_consistent_votes_rank_first() -> None:
     assert slots.tolist() == [1, 2] and votes.tolist() == [6, 9]
 
 
+def _rank_reference(
+    labels: np.ndarray, row: np.ndarray, bits: np.ndarray, query_geo: np.ndarray, n: int, limit: int,
+    min_votes: int, sigma: float,
+) -> tuple[list[int], list[int]]:
+    """The word stage's ranking written plainly: per slot and hand, the distinct (keypoint, item geometry)
+    hits, each its nearest; votes are distinct keypoints; the consistency is the smaller of the best
+    orientation window and the best octave window of the hits' weights, on the better hand."""
+    weights = image_words.hit_weights(sigma)
+    nearest: dict[tuple[int, int, int, int], int] = {}
+    for label, r, b in zip(labels.tolist(), row.tolist(), bits.tolist(), strict=True):
+        hand = int(r >= n)
+        k = (label >> 8, hand, r - n * hand, label & 255)
+        nearest[k] = min(nearest.get(k, 99), b)
+    per_hand: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for (slot, hand, kp, item), b in sorted(nearest.items()):
+        per_hand.setdefault((slot, hand), []).append((kp, item, b))
+    ranked = {}
+    for (slot, hand), hits in per_hand.items():
+        angle, octave = np.zeros(16), np.zeros(15)
+        for kp, item, b in hits:
+            query = int(query_geo[hand * n + kp])
+            angle[((item & 15) - (query & 15)) % 16] += weights[b]
+            octave[(item >> 4) - (query >> 4) + 7] += weights[b]
+        best_angle = max(angle[s] + angle[(s + 1) % 16] for s in range(16))
+        best_octave = max(sum(octave[s : s + 3]) for s in range(15))
+        votes = len({kp for kp, _, _ in hits})
+        old = ranked.get(slot, (0.0, 0))
+        ranked[slot] = (max(old[0], min(best_angle, best_octave)), max(old[1], votes))
+    order = sorted((s for s in ranked if ranked[s][1] >= min_votes), key=lambda s: (-ranked[s][0], -ranked[s][1], s))
+    return order[:limit], [ranked[s][1] for s in order[:limit]]
+
+
+def test_the_ranking_pass_matches_a_plain_reference() -> None:
+    """``WordStage._rank`` (one sort and a compiled pass) gives the plain reference's slots and votes, in the
+    same order, on random hits: repeated hits, both hands, ties, with and without Hamming weighting."""
+    rng = np.random.default_rng(13)
+    for _ in range(300):
+        n, hits = int(rng.integers(1, 30)), int(rng.integers(0, 300))
+        slots = rng.integers(0, int(rng.integers(1, 25)), hits)
+        labels = slots << 8 | rng.integers(0, 16, hits) | rng.integers(0, 8, hits) << 4
+        row, bits = rng.integers(0, 2 * n, hits), rng.integers(0, 11, hits).astype(np.uint8)
+        query_geo = (rng.integers(0, 16, 2 * n) | rng.integers(0, 8, 2 * n) << 4).astype(np.uint8)
+        min_votes, limit, sigma = int(rng.integers(1, 5)), int(rng.integers(1, 15)), float(rng.choice([0.0, 8.0]))
+        stage = WordStage(256, code_max_bits=10, min_votes=min_votes, query_cells_per_half=1, weight_sigma_bits=sigma)
+        got = stage._rank(labels, row, bits, query_geo, n, limit)  # noqa: SLF001
+        want = _rank_reference(labels, row, bits, query_geo, n, limit, min_votes, sigma)
+        assert (got[0].tolist(), got[1].tolist()) == want
+
+
 def test_nearer_hits_rank_first_with_hamming_weighting() -> None:
     """Hamming weighting: two items share 6 consistent keypoints with the query, one as exact copies, one 7 of
     the code's 64 bits away (still within its 10). Counted alike, they tie (the lower slot first); weighted
