@@ -27,7 +27,14 @@ from shared.kinds.image.photometric import (
     untrimmed_frame_matrix,
 )
 from shared.kinds.image.scoring import inliers_to_reach, score_from_bits, score_from_frame, score_from_inliers
-from shared.kinds.image.verify import Neighbours, _neighbours, inlier_bound
+from shared.kinds.image.verify import (
+    _TURN_BINS,
+    _TURN_WINDOW_BINS,
+    Neighbours,
+    _neighbours,
+    _window_sources,
+    inlier_bound,
+)
 from shared.protocol import LocalMedia
 from shared.settings import Settings
 from shared.sniff import SNIFF_BYTES, sniff
@@ -396,6 +403,22 @@ def test_inliers_to_reach_is_the_fewest_whose_confirmed_score_reaches_it() -> No
         assert score_from_inliers(int(n), s, confirmed=True) >= score
         assert n == s.local_min_inliers or score_from_inliers(int(n) - 1, s, confirmed=True) < score
     assert inliers_to_reach(s.local_max_score, s) == float("inf")
+
+
+def test_the_turn_window_bound_counts_distinct_sources_in_the_best_window() -> None:
+    """``_window_sources`` (the repeated-pattern pass's bound) equals counting, for every window of
+    consecutive turn bins (wrapping past 360 degrees), the distinct source keypoints with a match in it."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(0, 120))
+        src = np.sort(rng.integers(0, int(rng.integers(1, 60)), n))
+        bins = rng.integers(0, _TURN_BINS, n)
+        want = max(
+            (len({s for s, b in zip(src.tolist(), bins.tolist(), strict=True)
+                  if (b - start) % _TURN_BINS < _TURN_WINDOW_BINS}) for start in range(_TURN_BINS)),
+            default=0,
+        )
+        assert _window_sources(src, bins) == want
 
 
 def test_an_ambiguous_fit_counts_only_when_the_blocks_confirm_it(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Geometric verification of two ORB keypoint sets: matches, a RANSAC similarity, sanity checks, evidence.
 
-Role: pure OpenCV/numpy; given the ``Features`` of two fingerprints, find whether one image is a crop,
-canvas, rotation or mirror of the other, and where. Imports nothing from Flask or Celery.
+Role: OpenCV, numpy and one numba kernel (``_window_sources``); given the ``Features`` of two fingerprints,
+find whether one image is a crop, canvas, rotation or mirror of the other, and where. Imports nothing from
+Flask or Celery.
 
 Steps (Lowe's ratio test, IJCV 2004; RANSAC, Fischler & Bolles 1981; ``cv2.estimateAffinePartial2D``):
 
@@ -40,6 +41,7 @@ import math
 from dataclasses import dataclass
 
 import cv2
+import numba
 import numpy as np
 
 from shared.kinds.image.features import Features
@@ -233,9 +235,9 @@ def inlier_bound(a: Features, b: Features, knn: Neighbours, settings: ImageSetti
     """The most inliers ``verify`` can find, from the matches alone (no RANSAC): a plain fit's inliers are
     among its hand's ratio-test matches, one per keypoint; a repeated-pattern fit's are one per source
     keypoint and all turned within ``MAX_TURN_GAP_DEG`` of its rotation, so at most the distinct source
-    keypoints whose matches fall in the best window of turns. A few tens of microseconds: catalog search
-    skips the RANSAC passes of candidates that cannot reach its top K (``scoring.compare_or_bound``).
-    Stops early, with a bound of at least ``enough``, once it reaches that."""
+    keypoints whose matches fall in the best window of turns (``_window_sources``). Tens of microseconds:
+    catalog search skips the RANSAC passes of candidates that cannot reach its top K
+    (``scoring.compare_or_bound``). Stops early, with a bound of at least ``enough``, once it reaches that."""
     most = max(len(knn.matches(mirror, settings)[0]) for mirror in (False, True))
     for mirror in (False, True):
         if most >= enough or not settings.ambiguous_matching:
@@ -245,15 +247,28 @@ def inlier_bound(a: Features, b: Features, knn: Neighbours, settings: ImageSetti
             continue
         turn = b.angles_deg(mirror)[dst] - a.angles_deg()[src]
         bins = (np.floor(turn % 360.0 / _TURN_BIN_DEG).astype(np.int64)) % _TURN_BINS
-        present = np.zeros((len(a.points), _TURN_BINS + _TURN_WINDOW_BINS), np.int16)
-        present[src, bins] = 1
-        present[:, _TURN_BINS:] = present[:, : _TURN_WINDOW_BINS]  # the window wraps around
-        # Per source keypoint and window start b: any match in bins b .. b + _TURN_WINDOW_BINS - 1.
-        seen = np.cumsum(present, axis=1)
-        window = seen[:, _TURN_WINDOW_BINS - 1 : _TURN_WINDOW_BINS - 1 + _TURN_BINS]
-        window = window - np.pad(seen, ((0, 0), (1, 0)))[:, :_TURN_BINS]
-        most = max(most, int((window > 0).sum(axis=0).max()))
+        most = max(most, _window_sources(src, bins))
     return most
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_sources(src: np.ndarray, bins: np.ndarray) -> int:
+    """The most distinct sources ``src`` with a match in one window of ``_TURN_WINDOW_BINS`` consecutive turn
+    ``bins`` (wrapping past 360 degrees): a bitmask of bins per source, tested against each window's. The
+    numpy version (a sources x bins table and its cumulative sums) took ~5x as long (2026-11-29)."""
+    masks = np.zeros(src.max() + 1 if len(src) else 1, np.uint64)
+    for k in range(len(src)):
+        masks[src[k]] |= np.uint64(1) << np.uint64(bins[k])
+    best = 0
+    for start in range(_TURN_BINS):
+        window = np.uint64(0)
+        for j in range(_TURN_WINDOW_BINS):
+            window |= np.uint64(1) << np.uint64((start + j) % _TURN_BINS)
+        count = 0
+        for mask in masks:
+            count += (mask & window) != 0
+        best = max(best, count)
+    return best
 
 
 def verify(a: Features, b: Features, settings: ImageSettings, knn: Neighbours | None = None) -> LocalEvidence | None:
