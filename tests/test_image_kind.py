@@ -31,6 +31,7 @@ from shared.kinds.image.verify import (
     _TURN_BINS,
     _TURN_WINDOW_BINS,
     Neighbours,
+    _matches,
     _neighbours,
     _window_sources,
     inlier_bound,
@@ -403,6 +404,30 @@ def test_inliers_to_reach_is_the_fewest_whose_confirmed_score_reaches_it() -> No
         assert score_from_inliers(int(n), s, confirmed=True) >= score
         assert n == s.local_min_inliers or score_from_inliers(int(n) - 1, s, confirmed=True) < score
     assert inliers_to_reach(s.local_max_score, s) == float("inf")
+
+
+def test_matches_keep_the_nearest_source_per_target_and_both_candidates_when_ambiguous() -> None:
+    """``_matches`` against a plain reference, on random two-nearest-neighbour tables: the ratio-test pairs
+    (per target its nearest passing source, the first on ties, targets in order of first appearance) and
+    the repeated-pattern pairs (both neighbours within the cap, in (source, target) order)."""
+    rng = np.random.default_rng(6)
+    image = SETTINGS.image
+    for _ in range(200):
+        n, targets = int(rng.integers(2, 80)), int(rng.integers(2, 40))
+        near = np.stack([rng.choice(targets, 2, replace=False) for _ in range(n)]).astype(np.int64)
+        first = rng.integers(0, 60, n)
+        dist = np.stack([first, first + rng.integers(0, 20, n)], axis=1).astype(np.int32)
+        best: dict[int, tuple[int, int]] = {}
+        for i in range(n):
+            if dist[i, 0] <= image.max_descriptor_bits and dist[i, 0] < image.ratio_test * dist[i, 1]:
+                t = int(near[i, 0])
+                if t not in best or dist[i, 0] < best[t][0]:
+                    best[t] = (int(dist[i, 0]), i)
+        plain = _matches((dist, near), image)
+        assert list(zip(plain[0].tolist(), plain[1].tolist(), strict=True)) == [(i, t) for t, (_, i) in best.items()]
+        both = sorted((i, int(near[i, c])) for i in range(n) for c in (0, 1) if dist[i, c] <= image.max_descriptor_bits)
+        ambiguous = _matches((dist, near), image, ambiguous=True)
+        assert list(zip(ambiguous[0].tolist(), ambiguous[1].tolist(), strict=True)) == both
 
 
 def test_the_turn_window_bound_counts_distinct_sources_in_the_best_window() -> None:
