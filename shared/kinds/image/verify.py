@@ -1,8 +1,8 @@
 """Geometric verification of two ORB keypoint sets: matches, a RANSAC similarity, sanity checks, evidence.
 
-Role: OpenCV, numpy and one numba kernel (``_window_sources``); given the ``Features`` of two fingerprints,
-find whether one image is a crop, canvas, rotation or mirror of the other, and where. Imports nothing from
-Flask or Celery.
+Role: OpenCV, numpy and small numba loops (``_ratio_pairs``, ``_ambiguous_pairs``, ``_window_sources``);
+given the ``Features`` of two fingerprints, find whether one image is a crop, canvas, rotation or mirror of
+the other, and where. Imports nothing from Flask or Celery.
 
 Steps (Lowe's ratio test, IJCV 2004; RANSAC, Fischler & Bolles 1981; ``cv2.estimateAffinePartial2D``):
 
