@@ -10,7 +10,7 @@ launch clip), so it measures the rule instead of repeating its tuning.
 
 A pair is frame ``i`` against frame ``i + gap`` of one video (gaps 2, 5, 10, 20; up to six starts spread
 over the clip). It is kept as a negative only when the two pictures visibly differ: after a 5x5 blur at full
-resolution, at least ``MIN_CHANGED`` of the pixels changed by more than ``CHANGE_LEVELS`` grey levels (an
+resolution, at least ``dataset.MIN_CHANGED`` of the pixels changed by more than ``dataset.CHANGE_LEVELS`` grey levels (an
 object moved, the camera moved, or the scene changed). Pairs with less change are the same picture and are
 dropped (a still scene is not "shot twice"). Frames are saved as PNG (lossless) under
 ``bench/data/image/sequences/``.
@@ -50,19 +50,11 @@ VIDEOS = (
 )
 GAPS = (2, 5, 10, 20)
 STARTS = 6
-CHANGE_LEVELS = 20
-MIN_CHANGED = 0.005
 
 
 def _frames(path: str) -> list[np.ndarray]:
     with av.open(path) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-
-
-def changed_share(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of pixels whose blurred grey level changed by more than ``CHANGE_LEVELS``."""
-    ga, gb = (cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), (5, 5), 0).astype(np.int16) for x in (a, b))
-    return float((np.abs(ga - gb) > CHANGE_LEVELS).mean())
 
 
 def build() -> list[dict[str, object]]:
@@ -84,8 +76,8 @@ def build() -> list[dict[str, object]]:
             starts = np.unique(np.linspace(0, len(frames) - 1 - gap, STARTS).round().astype(int))
             for i in starts:
                 a, b = frames[i], frames[i + gap]
-                share = changed_share(a, b)
-                if share < MIN_CHANGED:
+                share = dataset.changed_share(a, b)
+                if share < dataset.MIN_CHANGED:
                     continue
                 rels = []
                 for k, frame in ((int(i), a), (int(i + gap), b)):
